@@ -1,0 +1,539 @@
+"""GLOM for text: columns of level embeddings that settle into islands of agreement.
+
+Shape legend
+    B  batch                     N  columns (word pieces)       L  levels
+    D  level width (hidden_size) H  MLP hidden width            V  vocabulary
+    K  keys a column attends to (N for the dense neighbourhood, a fixed number for the sparse one)
+    T  settling iterations       P  position features (top-down neural field)
+
+The public state is (B, N, L, D). Inside the settling loop the state is kept level-major,
+z = (L, B, N, D), so the per-level MLPs are plain batched matmuls over a free view (L, B*N, D) and
+consensus attention batches over (L, B) with no transposes.
+
+One settling iteration (GLOM.md 3) updates every level of every column from
+    previous value      z[l]
+    bottom-up           MLP_l(z[l-1])                   (level 0 reads the front end)
+    top-down            MLP'_l(z[l+1], position)        (the top level has none)
+    consensus           softmax_j(beta_l <z_li, z_lj>) z_lj over the columns in reach (no projections)
+combined as a per-level weighted average and L2-normalised, so agreement is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_glomtext import CONTRIBUTIONS, GlomTextConfig
+
+# ----------------------------------------------------------------------------------------------
+# reach per level (GLOM.md 4): each variant returns, per level, the allowed column offsets j - i
+# (None = every column). Offset 0 (the column itself) is handled by consensus_self_weight.
+
+
+def reach_offsets(config: GlomTextConfig) -> list[list[int] | None]:
+    variant = config.attention_reach
+    levels = range(config.num_levels)
+    if variant == "full":
+        return [None for _ in levels]
+    radii = [config.reach_window * 2**lvl for lvl in levels]
+    local = [sorted(set(range(-r, r + 1)) - {0}) for r in radii]
+    if variant == "local":
+        return local
+    if variant == "local_sparse":
+        upper = range(config.num_levels // 2, config.num_levels)
+        for lvl in upper:
+            stride = 2 * radii[lvl]
+            far = [s * k * stride for k in range(1, config.reach_sparse_keys + 1) for s in (-1, 1)]
+            local[lvl] = sorted(set(local[lvl]) | set(far))
+        return local
+    raise ValueError(f"unknown attention_reach {variant!r}")
+
+
+class Neighbourhood:
+    """Which columns each column of each level attends to, for one batch.
+
+    Two layouts with the same meaning: *dense* scores all N x N pairs and masks those out of reach
+    (fast for short inputs); *sparse* gathers only the K offsets in reach (cost linear in N). Levels
+    with unlimited reach force the dense layout.
+    """
+
+    def __init__(self, offsets: list[list[int] | None], attention_mask: torch.Tensor, dense: bool | None = None):
+        B, N = attention_mask.shape
+        device = attention_mask.device
+        key_ok = attention_mask.bool()  # (B, N)
+        pos = torch.arange(N, device=device)
+        unlimited = any(o is None for o in offsets)
+        k_max = max((len(o) for o in offsets if o is not None), default=N)
+        self.dense = (unlimited or 2 * k_max >= N) if dense is None else dense
+        if self.dense:
+            rel = pos[None, :] - pos[:, None]  # (N, N) offset j - i
+            in_reach = torch.stack([
+                rel != 0 if o is None else torch.isin(rel, torch.tensor(o, device=device)) for o in offsets
+            ])  # (L, N, N)
+            self.valid = in_reach[:, None] & key_ok[None, :, None, :]  # (L, B, N, K=N)
+            self.key_pos = pos.float().expand(len(offsets), 1, N, N)  # (L, 1, N, K)
+        else:
+            if unlimited:
+                raise ValueError("the sparse layout needs a bounded reach at every level")
+            off = torch.zeros(len(offsets), k_max, dtype=torch.long, device=device)
+            off_ok = torch.zeros(len(offsets), k_max, dtype=torch.bool, device=device)
+            for lvl, o in enumerate(offsets):
+                off[lvl, : len(o)] = torch.tensor(o, device=device)
+                off_ok[lvl, : len(o)] = True
+            idx = pos[None, :, None] + off[:, None, :]  # (L, N, K)
+            in_range = (idx >= 0) & (idx < N) & off_ok[:, None, :]
+            self.index = idx.clamp(0, N - 1)  # (L, N, K)
+            self.valid = in_range[:, None] & key_ok[:, self.index].transpose(0, 1)  # (L, B, N, K)
+            self.key_pos = self.index.float()[:, None]  # (L, 1, N, K)
+        self.valid = self.valid & key_ok[None, :, :, None]  # padded queries attend to nothing
+        self.has_keys = self.valid.any(-1)  # (L, B, N)
+
+    def gather(self, z: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
+        """z (L', B, N, D) for `levels` -> their keys (L', B, N, K, D) (sparse layout only)."""
+        index = self.index[levels]  # (L', N, K)
+        lvl = torch.arange(index.shape[0], device=z.device)[:, None, None]  # (L', 1, 1)
+        return z[lvl, :, index].permute(0, 3, 1, 2, 4)  # (L', N, K, B, D) -> (L', B, N, K, D)
+
+    def scores(self, q: torch.Tensor, k: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
+        """Dot products of queries with their keys: (L', B, N, D) x2 -> (L', B, N, K). Scores of keys out
+        of reach are computed but meaningless: `mask` them after any scaling (a scaled -inf has a NaN
+        gradient)."""
+        if self.dense:
+            return q @ k.transpose(-1, -2)
+        return torch.einsum("lbnd,lbnkd->lbnk", q, self.gather(k, levels))
+
+    def mask(self, scores: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
+        """-inf for keys out of reach; rows with no key in reach become all zeros (softmax-safe)."""
+        s = scores.masked_fill(~self.valid[levels], float("-inf"))
+        return s.masked_fill(~self.has_keys[levels, :, :, None], 0.0)
+
+    def softmax(self, scores: torch.Tensor) -> torch.Tensor:
+        """Softmax over keys in reach; rows with no key get all-zero weights (not NaN)."""
+        return torch.softmax(self.mask(scores), dim=-1) * self.has_keys[..., None]
+
+    def aggregate(self, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """(L, B, N, K) weights, (L, B, N, D) values -> (L, B, N, D)."""
+        if self.dense:
+            return weights @ v
+        return torch.einsum("lbnk,lbnkd->lbnd", weights, self.gather(v))
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+
+class LevelLinear(nn.Module):
+    """A linear map per level: (L, M, in) -> (L, M, out), one batched matmul for all levels."""
+
+    def __init__(self, num_levels: int, in_dim: int, out_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_levels, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(num_levels, 1, out_dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias, h, self.weight)
+
+
+class LevelMLP(nn.Module):
+    """One MLP per level, all levels computed together (no Python loop over levels).
+
+    z (L, B, N, in) -> (L, B, N, out); level l uses its own weights.
+    """
+
+    def __init__(self, num_levels: int, in_dim: int, hidden: int, out_dim: int, num_hidden_layers: int):
+        super().__init__()
+        dims = [in_dim] + [hidden] * num_hidden_layers + [out_dim]
+        self.layers = nn.ModuleList(LevelLinear(num_levels, a, b) for a, b in zip(dims, dims[1:]))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        L, B, N, _ = z.shape
+        h = z.reshape(L, B * N, -1)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)  # (L, B*N, out_i)
+            if i < len(self.layers) - 1:
+                h = F.gelu(h)
+        return h.view(L, B, N, -1)
+
+
+def sinusoidal_features(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Fixed sin/cos code of (possibly fractional or negative) positions: (...,) -> (..., dim)."""
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, device=positions.device) / dim)  # (dim/2,)
+    angles = positions[..., None].float() * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def unit(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    return F.normalize(x, dim=-1, eps=eps)
+
+
+def batch_major(z: torch.Tensor) -> torch.Tensor:
+    """The public layout: (L, B, N, D) -> (B, N, L, D), a view (no copy)."""
+    return rearrange(z, "l b n d -> b n l d")
+
+
+class GlomTextEmbeddings(nn.Module):
+    """BERT-style front end trained from scratch: piece + position embedding, LayerNorm, dropout."""
+
+    def __init__(self, config: GlomTextConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(input_ids.shape[1], device=input_ids.device)
+        e = self.word_embeddings(input_ids) + self.position_embeddings(pos)[None]
+        return self.dropout(self.LayerNorm(e))  # (B, N, D)
+
+
+class GlomTextBackboneFrontEnd(nn.Module):
+    """A pretrained BERT-family encoder (frozen or trainable), projected to the GLOM width."""
+
+    def __init__(self, config: GlomTextConfig):
+        super().__init__()
+        bb = dict(config.backbone_config)
+        self.backbone = AutoModel.from_config(AutoConfig.for_model(bb.pop("model_type"), **bb))
+        self.frozen = config.freeze_backbone
+        self.layer = config.backbone_layer
+        if self.frozen:
+            self.backbone.requires_grad_(False)
+        self.proj = nn.Linear(self.backbone.config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()  # a frozen encoder keeps dropout off
+        return self
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        h = out.hidden_states[self.layer]  # (B, N, H_backbone)
+        return self.LayerNorm(self.proj(h))  # (B, N, D)
+
+
+class GlomTextSettling(nn.Module):
+    """The update rule: the parameters of one settling iteration, shared by all iterations and columns.
+
+    Every method works on the level-major state z (L, B, N, D).
+    """
+
+    def __init__(self, config: GlomTextConfig):
+        super().__init__()
+        L, D = config.num_levels, config.hidden_size
+        H = max(1, int(round(config.mlp_ratio * D)))
+        self.config = config
+        self.offsets = reach_offsets(config)
+        self.bottom_up = LevelMLP(L, D, H, D, config.mlp_layers)
+        self.top_down = LevelMLP(L - 1, D + config.position_features, H, D, config.mlp_layers)
+        self.level_embeddings = nn.Parameter(torch.empty(L, D))  # initial state = front end + level code
+        self.contribution_logits = nn.Parameter(torch.empty(L, len(CONTRIBUTIONS)), requires_grad=config.learn_contribution_weights)
+        self.log_beta = nn.Parameter(torch.empty(L), requires_grad=config.learn_beta)
+
+    # -- contributions --------------------------------------------------------------------------
+    def contribution_weights(self) -> torch.Tensor:
+        """(L, 4) per-level weights of (previous, bottom_up, top_down, consensus), rows sum to 1."""
+        no_level_above = torch.zeros_like(self.contribution_logits, dtype=torch.bool)
+        no_level_above[-1, CONTRIBUTIONS.index("top_down")] = True  # the top level has no top-down input
+        return torch.softmax(self.contribution_logits.masked_fill(no_level_above, float("-inf")), dim=-1)
+
+    def initial_state(self, front_end: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (L, B, N, D): every level starts from the front end plus a learned level code."""
+        return unit(front_end[None] + self.level_embeddings[:, None, None, :])
+
+    def bottom_up_predictions(self, z: torch.Tensor, front_end: torch.Tensor) -> torch.Tensor:
+        """Level l from level l-1 of the same column (level 0 from the front end): (L, B, N, D)."""
+        below = torch.cat([unit(front_end)[None], z[:-1]], dim=0)  # (L, B, N, D)
+        return self.bottom_up(below * math.sqrt(z.shape[-1]))
+
+    def top_down_predictions(self, z: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Level l from level l+1 and the column's position (a neural field): (L-1, B, N, D).
+
+        positions: (L-1, B, N) position of each column as seen from the level above (absolute index,
+        or offset from the island centre).
+        """
+        code = sinusoidal_features(positions, self.config.position_features)  # (L-1, B, N, P)
+        above = z[1:] * math.sqrt(z.shape[-1])  # (L-1, B, N, D)
+        return self.top_down(torch.cat([above, code], dim=-1))
+
+    def consensus(self, z: torch.Tensor, hood: Neighbourhood) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention with query = key = value = the level embedding.
+
+        Returns the consensus (L, B, N, D) and the attention-weighted centre of each column's island
+        (L, B, N) in column positions (the column itself when it has no key in reach).
+        """
+        w_self = self.config.consensus_self_weight
+        beta = self.log_beta.exp()[:, None, None, None]  # (L, 1, 1, 1)
+        attn = hood.softmax(beta * hood.scores(z, z))  # (L, B, N, K)
+        others = hood.aggregate(attn, z)  # (L, B, N, D)
+        alone = ~hood.has_keys[..., None]  # (L, B, N, 1): no column in reach -> keep own value
+        cons = torch.where(alone, z, w_self * z + (1 - w_self) * others) if w_self else torch.where(alone, z, others)
+        own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
+        centre = torch.where(alone[..., 0], own_pos, (attn * hood.key_pos.to(z.dtype)).sum(-1))  # (L, B, N)
+        return cons, centre
+
+    def top_down_positions(self, centre: torch.Tensor) -> torch.Tensor:
+        """(L, B, N) island centres -> (L-1, B, N) positions fed to the top-down MLP of levels 0..L-2."""
+        pos = torch.arange(centre.shape[2], device=centre.device, dtype=centre.dtype)
+        if self.config.top_down_position == "island":
+            return pos - centre[1:]  # offset from the centre of the island one level up
+        return pos.expand_as(centre[1:])
+
+    # -- one iteration --------------------------------------------------------------------------
+    def forward(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood) -> torch.Tensor:
+        """z (L, B, N, D) -> the next state (L, B, N, D)."""
+        cons, centre = self.consensus(z, hood)
+        bu = unit(self.bottom_up_predictions(z, front_end))
+        td = F.pad(unit(self.top_down_predictions(z, self.top_down_positions(centre))), (0, 0, 0, 0, 0, 0, 0, 1))
+        w = self.contribution_weights().T[..., None, None, None]  # (4, L, 1, 1, 1)
+        return unit(w[0] * z + w[1] * bu + w[2] * td + w[3] * unit(cons))
+
+    def island_loss(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, mask: torch.Tensor) -> torch.Tensor:
+        """The island regulariser (GLOM.md 7) on a settled state z (L, B, N, D).
+
+        Each column's bottom-up and top-down predictions are pulled toward its consensus vector
+        (the attention-weighted average of its island, a fixed target) and pushed away from columns
+        *outside* its island: a contrastive loss whose negatives are the columns in reach weighted by
+        1 - a_ij / max_j a_ij (a_ij the consensus attention), so the island's own members are not
+        pushed away. Targets and negatives are detached: the loss trains the predictions.
+        """
+        tau = self.config.island_loss_temperature
+        zd = z.detach()
+        beta = self.log_beta.exp().detach()[:, None, None, None]
+        attn = hood.softmax(beta * hood.scores(zd, zd))  # (L, B, N, K)
+        target = unit(hood.aggregate(attn, zd))  # (L, B, N, D)
+        neg_w = 1 - attn / attn.amax(-1, keepdim=True).clamp(min=1e-12)  # (L, B, N, K)
+        _, centre = self.consensus(zd, hood)
+        predictions = (
+            (self.bottom_up_predictions(z, front_end), slice(None)),
+            (self.top_down_predictions(z, self.top_down_positions(centre)), slice(0, -1)),
+        )
+        losses = []
+        for pred, levels in predictions:
+            p = unit(pred)  # (L', B, N, D)
+            pos = (p * target[levels]).sum(-1) / tau  # (L', B, N)
+            neg = hood.scores(p, zd[levels], levels) / tau + torch.log(neg_w[levels].clamp(min=1e-12))
+            neg = neg.masked_fill(~hood.valid[levels], float("-inf"))  # (L', B, N, K)
+            per_column = torch.logsumexp(torch.cat([pos[..., None], neg], dim=-1), dim=-1) - pos  # -log p(positive)
+            keep = mask[None].expand_as(per_column)
+            losses.append(per_column[keep].mean() if keep.any() else per_column.sum() * 0)
+        return torch.stack(losses).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+
+
+@dataclass
+class GlomTextModelOutput(ModelOutput):
+    """
+    states: (B, N, L, D) level embeddings after the last iteration, unit-norm.
+    front_end: (B, N, D) front-end embeddings that feed level 1.
+    all_states: T+1 tensors (B, N, L, D), the initial state then the state after each iteration
+        (when `output_all_states=True`).
+    island_loss: the island regulariser on the settled state (when `return_island_loss=True`).
+    """
+
+    states: torch.FloatTensor | None = None
+    front_end: torch.FloatTensor | None = None
+    all_states: tuple[torch.FloatTensor, ...] | None = None
+    island_loss: torch.FloatTensor | None = None
+
+
+@dataclass
+class GlomTextMaskedLMOutput(ModelOutput):
+    """
+    loss: mlm_loss + island_loss_weight * island_loss (when labels are given).
+    mlm_loss, island_loss: the two parts, for logging.
+    logits: (B, N, V) when no labels are given; with labels, (M, V) for the M masked positions only
+        (the vocabulary projection of the other columns is never needed for the loss).
+    states, all_states: as in `GlomTextModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    mlm_loss: torch.FloatTensor | None = None
+    island_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    states: torch.FloatTensor | None = None
+    all_states: tuple[torch.FloatTensor, ...] | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# models
+
+
+class GlomTextPreTrainedModel(PreTrainedModel):
+    config_class = GlomTextConfig
+    config: GlomTextConfig
+    base_model_prefix = "glomtext"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GlomTextSettling"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """The one home of initialisation (every parameter of glomtext's own modules is set here)."""
+        super()._init_weights(module)  # Linear, Embedding, LayerNorm
+        std = self.config.initializer_range
+        if isinstance(module, LevelLinear):
+            init.normal_(module.weight, mean=0.0, std=1.0 / math.sqrt(module.weight.shape[1]))  # unit-variance activations
+            init.zeros_(module.bias)
+        elif isinstance(module, GlomTextSettling):
+            init.normal_(module.level_embeddings, mean=0.0, std=std)
+            w = torch.tensor(self.config.contribution_weights, dtype=torch.float)
+            init.copy_(module.contribution_logits, (w / w.sum()).log().expand_as(module.contribution_logits))
+            init.copy_(module.log_beta, torch.tensor(self.config.betas, dtype=torch.float).log())
+        elif isinstance(module, GlomTextLMHead):
+            init.zeros_(module.bias)
+
+
+class GlomTextModel(GlomTextPreTrainedModel):
+    """Front end + settling. Returns the level states of every column (see `GlomTextModelOutput`)."""
+
+    def __init__(self, config: GlomTextConfig):
+        super().__init__(config)
+        self.front_end = GlomTextBackboneFrontEnd(config) if config.backbone_config else GlomTextEmbeddings(config)
+        self.settling = GlomTextSettling(config)
+        self.gradient_checkpointing = config.checkpoint_iterations
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return None if self.config.backbone_config else self.front_end.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.front_end.word_embeddings = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        num_iterations: int | None = None,
+        initial_state: torch.Tensor | None = None,
+        output_all_states: bool = False,
+        return_island_loss: bool = False,
+        sparse_attention: bool | None = None,
+        **kwargs,  # token_type_ids etc. from tokenizers are accepted and ignored
+    ) -> GlomTextModelOutput:
+        """
+        input_ids, attention_mask: (B, N). num_iterations: T for this call (default config.num_iterations).
+        initial_state: (B, N0, L, D) warm start (e.g. the previous state of a growing text, N0 <= N);
+            columns beyond N0 start fresh. sparse_attention: force the sparse (True) or dense (False)
+            neighbourhood layout; by default the cheaper one is chosen.
+        """
+        T = self.config.num_iterations if num_iterations is None else num_iterations
+        if T < 0:
+            raise ValueError(f"num_iterations must be >= 0, got {T}")
+        if input_ids.shape[1] > self.config.max_position_embeddings:
+            raise ValueError(f"input has {input_ids.shape[1]} pieces; this model takes at most "
+                             f"{self.config.max_position_embeddings} (max_position_embeddings)")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        front_end = self.front_end(input_ids, attention_mask)  # (B, N, D)
+        z = self._start(front_end, initial_state)  # (L, B, N, D)
+        hood = Neighbourhood(self.settling.offsets, attention_mask, dense=None if sparse_attention is None else not sparse_attention)
+        history = [z] if output_all_states else None
+        for _ in range(T):
+            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                z = checkpoint(self.settling, z, front_end, hood, use_reentrant=False)
+            else:
+                z = self.settling(z, front_end, hood)
+            if history is not None:
+                history.append(z)
+        island = self.settling.island_loss(z, front_end, hood, attention_mask.bool()) if return_island_loss else None
+        return GlomTextModelOutput(states=batch_major(z), front_end=front_end, island_loss=island,
+                                   all_states=tuple(map(batch_major, history)) if history else None)
+
+    def _start(self, front_end: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:
+        """The state before the first iteration, level-major (L, B, N, D); a warm start covers its columns."""
+        z = self.settling.initial_state(front_end)
+        if initial_state is None:
+            return z
+        L, B, N, D = z.shape
+        if initial_state.dim() != 4 or initial_state.shape[0] != B or initial_state.shape[1] > N or initial_state.shape[2:] != (L, D):
+            raise ValueError(f"initial_state must have shape ({B}, <= {N}, {L}, {D}), got {tuple(initial_state.shape)}")
+        warm = rearrange(unit(initial_state.to(z.dtype)), "b n l d -> l b n d")
+        return torch.cat([warm, z[:, :, warm.shape[2]:]], dim=2)
+
+
+class GlomTextLMHead(nn.Module):
+    """BERT-style MLM head: dense + GELU + LayerNorm, then a decoder to the vocabulary."""
+
+    def __init__(self, config: GlomTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.empty(config.vocab_size))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.LayerNorm(F.gelu(self.dense(h)))) + self.bias
+
+
+class GlomTextForMaskedLM(GlomTextPreTrainedModel):
+    """GLOM trained like BERT: mask pieces, settle for T iterations, predict them from one level."""
+
+    _tied_weights_keys = {"mlm_head.decoder.weight": "glomtext.front_end.word_embeddings.weight"}
+
+    def __init__(self, config: GlomTextConfig):
+        if config.backbone_config:
+            config.tie_word_embeddings = False  # the backbone's embeddings have another width
+        super().__init__(config)
+        self.glomtext = GlomTextModel(config)
+        self.mlm_head = GlomTextLMHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.mlm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.mlm_head.decoder = new_embeddings
+
+    @classmethod
+    def from_backbone(cls, backbone: str, **config_kwargs) -> GlomTextForMaskedLM:
+        """A fresh GLOM whose front end is the pretrained encoder `backbone` (name or local path)."""
+        try:
+            encoder = AutoModel.from_pretrained(backbone)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"could not load backbone {backbone!r} with AutoModel.from_pretrained: {e}") from None
+        config = GlomTextConfig(
+            backbone=str(backbone), backbone_config=encoder.config.to_dict(), vocab_size=encoder.config.vocab_size,
+            pad_token_id=encoder.config.pad_token_id or 0, **config_kwargs,
+        )
+        model = cls(config)
+        model.glomtext.front_end.backbone.load_state_dict(encoder.state_dict())
+        return model
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        num_iterations: int | None = None,
+        initial_state: torch.Tensor | None = None,
+        output_all_states: bool = False,
+        **kwargs,
+    ) -> GlomTextMaskedLMOutput:
+        """labels: (B, N) target piece ids at masked positions, -100 elsewhere (the loss ignores them)."""
+        want_island = labels is not None and self.config.island_loss_weight > 0
+        out = self.glomtext(input_ids, attention_mask, num_iterations=num_iterations, initial_state=initial_state,
+                            output_all_states=output_all_states, return_island_loss=want_island, **kwargs)
+        h = out.states[:, :, self.config.mlm_level] * math.sqrt(self.config.hidden_size)  # (B, N, D)
+        if labels is None:
+            return GlomTextMaskedLMOutput(logits=self.mlm_head(h), states=out.states, all_states=out.all_states)
+        masked = labels != -100  # (B, N)
+        logits = self.mlm_head(h[masked])  # (M, V)
+        mlm_loss = F.cross_entropy(logits, labels[masked]) if masked.any() else logits.sum() * 0.0
+        loss = mlm_loss
+        if out.island_loss is not None:
+            loss = loss + self.config.island_loss_weight * out.island_loss
+        return GlomTextMaskedLMOutput(loss=loss, mlm_loss=mlm_loss.detach(), island_loss=None if out.island_loss is None else out.island_loss.detach(),
+                                      logits=logits, states=out.states, all_states=out.all_states)

@@ -1,0 +1,413 @@
+"""Masked-token pretraining of a GLOM-for-text model.
+
+    python -m glomtext.pretrain --output_dir runs/default                  # built-in default, CPU
+    accelerate launch -m glomtext.pretrain --output_dir runs/x --corpus nltk:brown,reuters ...
+
+Arguments follow transformers' ``run_mlm_no_trainer.py``. One script for one CPU, one GPU or many
+processes: Accelerate handles devices, mixed precision, gradient accumulation and distributed
+data-parallel training; checkpoints are ``accelerator.save_state`` folders written atomically under
+``OUTPUT_DIR/checkpoints`` and resumed exactly with ``--resume_from_checkpoint latest``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, get_scheduler
+
+from . import GlomTextConfig, GlomTextForMaskedLM
+from .data import load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
+
+logger = get_logger(__name__)
+
+DEFAULT_CORPUS = "nltk:brown"
+
+# named model sizes; any field can still be changed with --config_overrides
+PRESETS = {
+    "tiny": dict(hidden_size=64, num_levels=3, num_iterations=4),
+    "small": dict(hidden_size=128, num_levels=4, num_iterations=8),
+    "base": dict(hidden_size=256, num_levels=5, num_iterations=10),
+}
+
+STATE_FILE = "trainer_state.json"  # written last inside a checkpoint: its presence marks it complete
+
+
+# ----------------------------------------------------------------------------------------------
+# arguments
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = p.add_argument_group("data")
+    d.add_argument("--train_file", nargs="+", default=[], help="local text file(s): one sentence per line (see --raw_documents)")
+    d.add_argument("--corpus", default=None, help=f"NLTK corpora, e.g. nltk:gutenberg,brown,reuters (default {DEFAULT_CORPUS} when no other text is given)")
+    d.add_argument("--dataset_name", default=None, help="a Hugging Face dataset name (needs the network)")
+    d.add_argument("--dataset_config_name", default=None)
+    d.add_argument("--text_column", default="text")
+    d.add_argument("--raw_documents", action="store_true", help="train files hold running text; split it into sentences")
+    d.add_argument("--exclude_treebank", default=None, help="drop training sentences found in this treebank (glob of .mrg files or nltk:treebank)")
+    d.add_argument("--max_train_sentences", type=int, default=None)
+    d.add_argument("--validation_sentences", type=int, default=1000, help="sentences held out for the validation loss")
+    d.add_argument("--max_seq_length", type=int, default=128)
+    d.add_argument("--long_sentences", choices=["truncate", "split"], default="truncate")
+    d.add_argument("--mlm_probability", type=float, default=0.15)
+    d.add_argument("--whole_word_mask", action="store_true")
+    d.add_argument("--preprocessing_num_workers", type=int, default=None)
+    m = p.add_argument_group("model")
+    m.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    m.add_argument("--config_overrides", default=None, help="comma-separated GlomTextConfig fields, e.g. num_levels=5,attention_reach=full")
+    m.add_argument("--backbone", default=None, help="pretrained BERT-family encoder (name or local path) as front end; its tokenizer is used")
+    m.add_argument("--train_backbone", action="store_true", help="fine-tune the backbone (default: frozen)")
+    m.add_argument("--tokenizer_name", default=None, help="an existing tokenizer (name or path) instead of training one")
+    m.add_argument("--vocab_size", type=int, default=8000, help="WordPiece vocabulary trained from scratch")
+    t = p.add_argument_group("training")
+    t.add_argument("--output_dir", required=True)
+    t.add_argument("--overwrite_output_dir", action="store_true", help="allow starting over in an output_dir that holds a run")
+    t.add_argument("--per_device_train_batch_size", type=int, default=32)
+    t.add_argument("--per_device_eval_batch_size", type=int, default=64)
+    t.add_argument("--learning_rate", type=float, default=1e-3)
+    t.add_argument("--weight_decay", type=float, default=0.01)
+    t.add_argument("--max_grad_norm", type=float, default=1.0)
+    t.add_argument("--num_train_epochs", type=int, default=1)
+    t.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
+    t.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    t.add_argument("--lr_scheduler_type", default="linear")
+    t.add_argument("--num_warmup_steps", type=int, default=None, help="default: 5%% of the steps")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="default: accelerate config / no")
+    t.add_argument("--checkpointing_steps", default=None, help="save every N optimizer steps, or 'epoch'")
+    t.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder or 'latest'")
+    t.add_argument("--checkpoints_total_limit", type=int, default=3, help="keep at most this many checkpoints")
+    t.add_argument("--eval_steps", type=int, default=None, help="validation loss every N steps (and always at the end)")
+    t.add_argument("--logging_steps", type=int, default=10)
+    t.add_argument("--report_to", default="tensorboard", help="accelerate tracker(s), or 'none'")
+    t.add_argument("--max_nonfinite_steps", type=int, default=10, help="stop after this many non-finite steps in a row")
+    args = p.parse_args(argv)
+    if not (args.train_file or args.corpus or args.dataset_name):
+        args.corpus = DEFAULT_CORPUS
+    for name in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length", "num_train_epochs"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    if args.max_train_steps is not None and args.max_train_steps < 1:
+        p.error("--max_train_steps must be >= 1")
+    if not 0 < args.mlm_probability < 1:
+        p.error("--mlm_probability must be in (0, 1)")
+    if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
+        p.error("--checkpointing_steps must be a number of steps or 'epoch'")
+    return args
+
+
+def parse_overrides(text: str | None) -> dict:
+    """'a=1,b=full,c=0.5' -> {'a': 1, 'b': 'full', 'c': 0.5} (JSON values where they parse)."""
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        if "=" not in item:
+            raise SystemExit(f"--config_overrides: expected key=value, got {item!r}")
+        key, value = (s.strip() for s in item.split("=", 1))
+        if key not in GlomTextConfig().to_dict():
+            raise SystemExit(f"--config_overrides: {key!r} is not a GlomTextConfig field")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (a half-written one has no trainer_state.json)."""
+    root = output_dir / "checkpoints"
+    done = [d for d in root.glob("step_*") if (d / STATE_FILE).is_file()] if root.is_dir() else []
+    return sorted(done, key=lambda d: int(d.name.split("_")[1]))
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, keep: int) -> Path:
+    """Write to a temporary folder, then rename: a crash never leaves a partial 'latest'."""
+    final = output_dir / "checkpoints" / f"step_{state['step']}"
+    tmp = final.with_name(f".tmp_{final.name}")
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        (tmp / STATE_FILE).write_text(json.dumps(state))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoint_dirs(output_dir)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def find_resume_dir(output_dir: Path, spec: str) -> Path:
+    if spec == "latest":
+        found = checkpoint_dirs(output_dir)
+        if not found:
+            raise SystemExit(f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir / 'checkpoints'}")
+        return found[-1]
+    path = Path(spec)
+    if not (path / STATE_FILE).is_file():
+        raise SystemExit(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {STATE_FILE})")
+    return path
+
+
+def check_output_dir(args, output_dir: Path) -> None:
+    """Refuse to clobber another run; fail early when the folder cannot be written."""
+    has_run = output_dir.is_dir() and any((output_dir / f).exists() for f in ("resolved_config.json", "checkpoints"))
+    if has_run and not args.resume_from_checkpoint and not args.overwrite_output_dir:
+        raise SystemExit(f"{output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it "
+                         "or --overwrite_output_dir to start over")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise SystemExit(f"--output_dir {output_dir} is not writable: {e}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# data and model
+
+
+class SeededMasking:
+    """Wraps an MLM collator so each batch is masked by a generator seeded from (seed, epoch, the
+    batch's token ids): a resumed run masks every batch exactly as an uninterrupted run would."""
+
+    def __init__(self, collator, seed: int):
+        self.collator, self.seed, self.epoch = collator, seed, 0
+
+    def __call__(self, features: list[dict]) -> dict:
+        ids = np.concatenate([np.asarray(f["input_ids"], dtype=np.int64) for f in features])
+        key = zlib.crc32(ids.tobytes(), zlib.crc32(f"{self.seed}:{self.epoch}".encode()))
+        self.collator.generator = torch.Generator().manual_seed(key)
+        return self.collator(features)
+
+
+def build_tokenizer(args, sentences, accelerator: Accelerator, output_dir: Path):
+    if args.backbone or args.tokenizer_name:
+        return AutoTokenizer.from_pretrained(args.backbone or args.tokenizer_name)
+    tok_dir = output_dir / "tokenizer"
+    with accelerator.main_process_first():
+        if accelerator.is_main_process and not (tok_dir / "tokenizer.json").is_file():
+            train_tokenizer(sentences, vocab_size=args.vocab_size, output_dir=str(tok_dir))
+    return AutoTokenizer.from_pretrained(str(tok_dir))
+
+
+def build_model(args, tokenizer) -> GlomTextForMaskedLM:
+    fields = {**PRESETS[args.preset], **parse_overrides(args.config_overrides), "max_position_embeddings": max(512, args.max_seq_length)}
+    try:
+        if args.backbone:
+            fields["freeze_backbone"] = not args.train_backbone
+            return GlomTextForMaskedLM.from_backbone(args.backbone, **fields)
+        config = GlomTextConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **fields)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    return GlomTextForMaskedLM(config)
+
+
+def param_checksum(model: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for _, p in sorted(model.state_dict().items()):
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def evaluate(model, dataloader, accelerator: Accelerator) -> dict:
+    model.eval()
+    total, count = 0.0, 0
+    for batch in dataloader:
+        out = model(**batch)
+        n = (batch["labels"] != -100).sum()
+        total += accelerator.reduce(out.mlm_loss.detach() * n, "sum").item()
+        count += accelerator.reduce(n, "sum").item()
+    model.train()
+    loss = total / max(count, 1)
+    return {"eval/mlm_loss": loss, "eval/perplexity": math.exp(min(loss, 50.0))}
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    report_to = None if args.report_to == "none" else args.report_to
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=report_to,
+        project_dir=str(output_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    if accelerator.is_main_process:
+        check_output_dir(args, output_dir)
+    accelerator.wait_for_everyone()
+    set_seed(args.seed)
+
+    # data ---------------------------------------------------------------------------------
+    try:
+        dataset, stats = load_sentences(
+            train_files=args.train_file, corpus=args.corpus, dataset_name=args.dataset_name,
+            dataset_config=args.dataset_config_name, text_column=args.text_column,
+            exclude_treebank=args.exclude_treebank, max_sentences=args.max_train_sentences,
+            line_by_line=not args.raw_documents,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"glomtext.pretrain: {e}") from None
+    if len(dataset) < 2:
+        raise SystemExit(f"glomtext.pretrain: only {len(dataset)} usable sentence(s) in the training text; need at least 2")
+    n_val = min(args.validation_sentences, max(1, len(dataset) // 10))
+    split = dataset.train_test_split(test_size=n_val, seed=args.seed, shuffle=True)
+    tokenizer = build_tokenizer(args, split["train"]["text"], accelerator, output_dir)
+    with accelerator.main_process_first():
+        train_ds = tokenize_for_mlm(split["train"], tokenizer, args.max_seq_length, args.long_sentences,
+                                    num_proc=args.preprocessing_num_workers, stats=stats)
+        val_ds = tokenize_for_mlm(split["test"], tokenizer, args.max_seq_length, "truncate",
+                                  num_proc=args.preprocessing_num_workers)
+    logger.info(f"training text: {stats.summary()}", main_process_only=True)
+    collate = SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, args.whole_word_mask, seed=None), args.seed)
+    train_dl = DataLoader(train_ds, shuffle=True, batch_size=args.per_device_train_batch_size, collate_fn=collate)
+    val_collate = SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, args.whole_word_mask, seed=None), args.seed + 1)
+    val_dl = DataLoader(val_ds, batch_size=args.per_device_eval_batch_size, collate_fn=val_collate)
+
+    # model and optimisation ----------------------------------------------------------------
+    model = build_model(args, tokenizer)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.learning_rate)
+    steps_per_epoch = math.ceil(len(train_dl) / accelerator.num_processes / args.gradient_accumulation_steps)
+    max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_steps / steps_per_epoch)
+    warmup = args.num_warmup_steps if args.num_warmup_steps is not None else int(0.05 * max_steps)
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup * accelerator.num_processes,
+                              num_training_steps=max_steps * accelerator.num_processes)
+    model, optimizer, train_dl, val_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, val_dl, scheduler)
+
+    resolved = {"args": vars(args), "model_config": accelerator.unwrap_model(model).config.to_dict(),
+                "data": stats.as_dict(), "num_processes": accelerator.num_processes, "max_train_steps": max_steps}
+    if accelerator.is_main_process:
+        (output_dir / "resolved_config.json").write_text(json.dumps(resolved, indent=2, default=str))
+    if report_to:
+        accelerator.init_trackers("glomtext", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
+
+    # resume --------------------------------------------------------------------------------
+    step, epoch, skip_batches = 0, 0, 0
+    if args.resume_from_checkpoint:
+        ckpt = find_resume_dir(output_dir, args.resume_from_checkpoint)
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        accelerator.load_state(str(ckpt))
+        step, epoch, skip_batches = state["step"], state["epoch"], state["batches_in_epoch"]
+        logger.info(f"resumed from {ckpt} at step {step}", main_process_only=True)
+
+    # loop ----------------------------------------------------------------------------------
+    ckpt_every = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
+    log_path = output_dir / "train_log.jsonl"
+    bar = tqdm(total=max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="pretrain")
+    model.train()
+    nonfinite, skipped_total, tokens, t0 = 0, 0, 0, time.perf_counter()
+    acc = {"loss": 0.0, "mlm_loss": 0.0, "island_loss": 0.0, "n": 0}
+    metrics: dict = {}
+    while step < max_steps and epoch < num_epochs:
+        train_dl.set_epoch(epoch)
+        collate.epoch = epoch
+        loader = accelerator.skip_first_batches(train_dl, skip_batches) if skip_batches else train_dl
+        batches_in_epoch = skip_batches
+        skip_batches = 0
+        for batch in loader:
+            batches_in_epoch += 1
+            with accelerator.accumulate(model):
+                out = model(**batch)
+                accelerator.backward(out.loss)
+                finite = True
+                if accelerator.sync_gradients:
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    finite = bool(torch.isfinite(grad_norm))
+                if finite:  # a non-finite step is skipped: no update, no schedule step
+                    optimizer.step()
+                    scheduler.step()
+                optimizer.zero_grad()
+            tokens += int(batch["attention_mask"].sum()) * accelerator.num_processes
+            for k in ("loss", "mlm_loss", "island_loss"):
+                v = getattr(out, k)
+                acc[k] += v.detach() if v is not None else 0.0
+            acc["n"] += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            bar.update(1)
+            if not finite:
+                nonfinite += 1
+                skipped_total += 1
+                logger.warning(f"step {step}: non-finite loss/gradients, update skipped ({nonfinite} in a row)", main_process_only=True)
+                if nonfinite >= args.max_nonfinite_steps:
+                    raise SystemExit(f"stopping: {nonfinite} non-finite steps in a row; last good checkpoint: "
+                                     f"{(checkpoint_dirs(output_dir) or ['none'])[-1]}")
+            else:
+                nonfinite = 0
+            if step % args.logging_steps == 0 or step == max_steps:
+                elapsed = time.perf_counter() - t0
+                metrics = {f"train/{k}": float(acc[k]) / max(acc["n"], 1) for k in ("loss", "mlm_loss", "island_loss")}
+                metrics.update({"train/lr": scheduler.get_last_lr()[0], "train/tokens_per_sec": tokens / elapsed,
+                                "train/grad_norm": float(grad_norm),
+                                "train/skipped_steps": skipped_total})
+                accelerator.log(metrics, step=step)
+                bar.set_postfix(loss=f"{metrics['train/loss']:.3f}", tok_s=f"{tokens / elapsed:.0f}")
+                if accelerator.is_main_process:
+                    with log_path.open("a") as f:
+                        f.write(json.dumps({"step": step, **metrics}) + "\n")
+                acc = dict.fromkeys(acc, 0.0)
+            if args.eval_steps and step % args.eval_steps == 0 and step < max_steps:
+                accelerator.log(evaluate(model, val_dl, accelerator), step=step)
+            if ckpt_every and step % ckpt_every == 0:
+                save_checkpoint(accelerator, output_dir, {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch}, args.checkpoints_total_limit)
+            if step >= max_steps:
+                break
+        else:
+            epoch += 1
+            if args.checkpointing_steps == "epoch":
+                save_checkpoint(accelerator, output_dir, {"step": step, "epoch": epoch, "batches_in_epoch": 0}, args.checkpoints_total_limit)
+    bar.close()
+
+    # finish --------------------------------------------------------------------------------
+    final_eval = evaluate(model, val_dl, accelerator)
+    accelerator.log(final_eval, step=step)
+    unwrapped = accelerator.unwrap_model(model)
+    checksums = accelerator.gather_for_metrics([param_checksum(unwrapped)], use_gather_object=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(str(output_dir), save_function=accelerator.save)
+        tokenizer.save_pretrained(str(output_dir))
+        summary = {"steps": step, "tokens": tokens, "seconds": time.perf_counter() - t0, "skipped_steps": skipped_total,
+                   **metrics, **final_eval, "num_processes": accelerator.num_processes, "param_checksums": checksums}
+        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        print(f"saved model and tokenizer to {output_dir} (steps {step}, eval mlm loss {final_eval['eval/mlm_loss']:.3f})")
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

