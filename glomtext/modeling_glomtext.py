@@ -270,8 +270,9 @@ class GlomTextSettling(nn.Module):
     def consensus(self, z: torch.Tensor, hood: Neighbourhood) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention with query = key = value = the level embedding.
 
-        Returns the consensus (L, B, N, D) and the attention-weighted centre of each column's island
-        (L, B, N) in column positions (the column itself when it has no key in reach).
+        Returns the consensus (L, B, N, D), the attention-weighted centre of each column's island
+        (L, B, N) in column positions (the column itself when it has no key in reach), and the
+        attention weights (L, B, N, K).
         """
         w_self = self.config.consensus_self_weight
         beta = self.log_beta.exp()[:, None, None, None]  # (L, 1, 1, 1)
@@ -281,7 +282,7 @@ class GlomTextSettling(nn.Module):
         cons = torch.where(alone, z, w_self * z + (1 - w_self) * others) if w_self else torch.where(alone, z, others)
         own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
         centre = torch.where(alone[..., 0], own_pos, (attn * hood.key_pos.to(z.dtype)).sum(-1))  # (L, B, N)
-        return cons, centre
+        return cons, centre, attn
 
     def top_down_positions(self, centre: torch.Tensor) -> torch.Tensor:
         """(L, B, N) island centres -> (L-1, B, N) positions fed to the top-down MLP of levels 0..L-2."""
@@ -293,7 +294,7 @@ class GlomTextSettling(nn.Module):
     # -- one iteration --------------------------------------------------------------------------
     def forward(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood) -> torch.Tensor:
         """z (L, B, N, D) -> the next state (L, B, N, D)."""
-        cons, centre = self.consensus(z, hood)
+        cons, centre, _ = self.consensus(z, hood)
         bu = unit(self.bottom_up_predictions(z, front_end))
         td = F.pad(unit(self.top_down_predictions(z, self.top_down_positions(centre))), (0, 0, 0, 0, 0, 0, 0, 1))
         w = self.contribution_weights().T[..., None, None, None]  # (4, L, 1, 1, 1)
@@ -310,11 +311,10 @@ class GlomTextSettling(nn.Module):
         """
         tau = self.config.island_loss_temperature
         zd = z.detach()
-        beta = self.log_beta.exp().detach()[:, None, None, None]
-        attn = hood.softmax(beta * hood.scores(zd, zd))  # (L, B, N, K)
-        target = unit(hood.aggregate(attn, zd))  # (L, B, N, D)
-        neg_w = 1 - attn / attn.amax(-1, keepdim=True).clamp(min=1e-12)  # (L, B, N, K)
-        _, centre = self.consensus(zd, hood)
+        with torch.no_grad():
+            cons, centre, attn = self.consensus(zd, hood)
+            target = unit(cons)  # (L, B, N, D)
+            neg_w = 1 - attn / attn.amax(-1, keepdim=True).clamp(min=1e-12)  # (L, B, N, K)
         predictions = (
             (self.bottom_up_predictions(z, front_end), slice(None)),
             (self.top_down_predictions(z, self.top_down_positions(centre)), slice(0, -1)),

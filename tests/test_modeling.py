@@ -123,8 +123,9 @@ def test_consensus_by_hand():
     e1, e2 = torch.eye(4)[0], torch.eye(4)[1]
     z = torch.stack([e1, e1, e2]).expand(2, 1, 3, 4)  # level-major (L=2, B=1, N=3, D=4)
     hood = Neighbourhood(model.settling.offsets, torch.ones(1, 3))
-    cons, centre = model.settling.consensus(z, hood)
+    cons, centre, attn = model.settling.consensus(z, hood)
     a = math.exp(beta) / (math.exp(beta) + 1)
+    torch.testing.assert_close(attn[0, 0, 0], torch.tensor([0.0, a, 1 - a]))
     torch.testing.assert_close(cons[0, 0, 0], a * e1 + (1 - a) * e2)
     # column 2 sees two copies of e1, each with score 0 -> their mean, e1
     torch.testing.assert_close(cons[0, 0, 2], e1)

@@ -1,0 +1,103 @@
+"""End-to-end pretraining runs (real corpus, real tokenizer training, real processes), tiny and short."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+import glomtext  # noqa: F401  (registers the Auto classes)
+from glomtext.paths import data_dir
+
+TINY = ["--corpus", "nltk:brown", "--max_train_sentences", "300", "--validation_sentences", "20",
+        "--preset", "tiny", "--vocab_size", "600", "--per_device_train_batch_size", "8",
+        "--max_seq_length", "32", "--logging_steps", "1", "--report_to", "none", "--seed", "7"]
+
+
+def pretrain(*args: str, launcher: list[str] | None = None, check: bool = True, **env_extra) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NLTK_DATA": str(data_dir() / "nltk_data"), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", **env_extra}
+    cmd = (launcher or [sys.executable, "-m"]) + ["glomtext.pretrain", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["train/loss"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("full")
+    pretrain("--output_dir", str(out), "--max_train_steps", "6", "--checkpointing_steps", "3", *TINY)
+    return out
+
+
+def test_run_writes_a_usable_model_and_tokenizer(full_run):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "resolved_config.json", "train_summary.json"):
+        assert (full_run / name).is_file(), name
+    resolved = json.loads((full_run / "resolved_config.json").read_text())
+    assert resolved["model_config"]["hidden_size"] == 64 and resolved["data"]["sentences"] > 0
+    tok = AutoTokenizer.from_pretrained(full_run)
+    assert tok.mask_token == "[MASK]" and len(tok) <= 600
+    model = AutoModelForMaskedLM.from_pretrained(full_run).eval()
+    enc = tok(["the jury said it did ."], return_tensors="pt")
+    assert model(**enc).logits.shape == (1, enc.input_ids.shape[1], len(tok))
+    summary = json.loads((full_run / "train_summary.json").read_text())
+    assert summary["steps"] == 6 and summary["skipped_steps"] == 0
+    assert sorted(losses(full_run)) == [1, 2, 3, 4, 5, 6]
+    assert [p.name for p in sorted((full_run / "checkpoints").iterdir())] == ["step_3", "step_6"]
+
+
+def test_resume_reproduces_an_uninterrupted_run(full_run, tmp_path):
+    """Continue from the step-3 checkpoint in a fresh folder: steps 4-6 and the final weights must be
+    bitwise those of the uninterrupted run."""
+    resumed = tmp_path / "resumed"
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full_run / "checkpoints" / "step_3", resumed / "checkpoints" / "step_3")
+    shutil.copytree(full_run / "tokenizer", resumed / "tokenizer")
+    pretrain("--output_dir", str(resumed), "--max_train_steps", "6", "--resume_from_checkpoint", "latest", *TINY)
+    full, again = losses(full_run), losses(resumed)
+    assert sorted(again) == [4, 5, 6]
+    assert [again[s] for s in (4, 5, 6)] == [full[s] for s in (4, 5, 6)]
+    a, b = load_file(full_run / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_second_run_refuses_to_clobber_the_first(full_run):
+    proc = pretrain("--output_dir", str(full_run), "--max_train_steps", "1", *TINY, check=False)
+    assert proc.returncode != 0
+    assert "already holds a run" in proc.stderr and "--overwrite_output_dir" in proc.stderr
+
+
+def test_missing_train_file_is_a_clear_error(tmp_path):
+    proc = pretrain("--output_dir", str(tmp_path / "o"), "--train_file", str(tmp_path / "nope.txt"), check=False)
+    assert proc.returncode != 0
+    assert "nope.txt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_config_override_is_a_clear_error(tmp_path):
+    proc = pretrain("--output_dir", str(tmp_path / "o"), *TINY, "--config_overrides", "num_levels=1", check=False)
+    assert proc.returncode != 0 and "num_levels must be >= 2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_process_training_agrees(tmp_path):
+    """Real data-parallel training: 2 CPU processes (torchrun, gloo), each on its own shard."""
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    pretrain("--output_dir", str(out), "--max_train_steps", "3", *TINY, launcher=launcher, ACCELERATE_USE_CPU="1")
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["num_processes"] == 2
+    checksums = summary["param_checksums"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert sorted(losses(out)) == [1, 2, 3]
