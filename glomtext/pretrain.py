@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument("--max_grad_norm", type=float, default=1.0)
     t.add_argument("--num_train_epochs", type=int, default=1)
     t.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_train_epochs")
+    t.add_argument("--max_train_minutes", type=float, default=None,
+                   help="also stop (and save) after this much training time; pair with a constant schedule")
     t.add_argument("--gradient_accumulation_steps", type=int, default=1)
     t.add_argument("--lr_scheduler_type", default="linear")
     t.add_argument("--num_warmup_steps", type=int, default=None, help="default: 5%% of the steps")
@@ -231,6 +233,12 @@ def param_checksum(model: torch.nn.Module) -> str:
     for _, p in sorted(model.state_dict().items()):
         h.update(p.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def out_of_time(t0: float, minutes: float, accelerator: Accelerator) -> bool:
+    """True on every process once any process has used up the time budget (so all stop together)."""
+    over = torch.tensor(float(time.perf_counter() - t0 >= 60 * minutes), device=accelerator.device)
+    return bool(accelerator.reduce(over, "max") > 0)
 
 
 @torch.no_grad()
@@ -384,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                 accelerator.log(evaluate(model, val_dl, accelerator), step=step)
             if ckpt_every and step % ckpt_every == 0:
                 save_checkpoint(accelerator, output_dir, {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch}, args.checkpoints_total_limit)
+            if args.max_train_minutes and out_of_time(t0, args.max_train_minutes, accelerator):
+                logger.info(f"time budget of {args.max_train_minutes} min reached at step {step}", main_process_only=True)
+                max_steps = step
             if step >= max_steps:
                 break
         else:

