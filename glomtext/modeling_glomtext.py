@@ -97,19 +97,24 @@ class Neighbourhood:
         self.valid = self.valid & key_ok[None, :, :, None]  # padded queries attend to nothing
         self.has_keys = self.valid.any(-1)  # (L, B, N)
 
-    def gather(self, z: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
-        """z (L', B, N, D) for `levels` -> their keys (L', B, N, K, D) (sparse layout only)."""
+    def keys(self, z: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
+        """The keys of each query, gathered once and shared by `scores` and `aggregate`.
+
+        z (L', B, N, D) for `levels` -> dense: z itself; sparse: (L', B, N, K, D).
+        """
+        if self.dense:
+            return z
         index = self.index[levels]  # (L', N, K)
         lvl = torch.arange(index.shape[0], device=z.device)[:, None, None]  # (L', 1, 1)
         return z[lvl, :, index].permute(0, 3, 1, 2, 4)  # (L', N, K, B, D) -> (L', B, N, K, D)
 
-    def scores(self, q: torch.Tensor, k: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
-        """Dot products of queries with their keys: (L', B, N, D) x2 -> (L', B, N, K). Scores of keys out
-        of reach are computed but meaningless: `mask` them after any scaling (a scaled -inf has a NaN
+    def scores(self, q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Dot products of queries (L', B, N, D) with their `keys` -> (L', B, N, K). Scores of keys out of
+        reach are computed but meaningless: `mask` them after any scaling (a scaled -inf has a NaN
         gradient)."""
         if self.dense:
-            return q @ k.transpose(-1, -2)
-        return torch.einsum("lbnd,lbnkd->lbnk", q, self.gather(k, levels))
+            return q @ keys.transpose(-1, -2)
+        return torch.einsum("lbnd,lbnkd->lbnk", q, keys)
 
     def mask(self, scores: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
         """-inf for keys out of reach; rows with no key in reach become all zeros (softmax-safe)."""
@@ -120,11 +125,11 @@ class Neighbourhood:
         """Softmax over keys in reach; rows with no key get all-zero weights (not NaN)."""
         return torch.softmax(self.mask(scores), dim=-1) * self.has_keys[..., None]
 
-    def aggregate(self, weights: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """(L, B, N, K) weights, (L, B, N, D) values -> (L, B, N, D)."""
+    def aggregate(self, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(L, B, N, K) weights over `keys` (values = keys) -> (L, B, N, D)."""
         if self.dense:
-            return weights @ v
-        return torch.einsum("lbnk,lbnkd->lbnd", weights, self.gather(v))
+            return weights @ keys
+        return torch.einsum("lbnk,lbnkd->lbnd", weights, keys)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -276,8 +281,9 @@ class GlomTextSettling(nn.Module):
         """
         w_self = self.config.consensus_self_weight
         beta = self.log_beta.exp()[:, None, None, None]  # (L, 1, 1, 1)
-        attn = hood.softmax(beta * hood.scores(z, z))  # (L, B, N, K)
-        others = hood.aggregate(attn, z)  # (L, B, N, D)
+        keys = hood.keys(z)
+        attn = hood.softmax(beta * hood.scores(z, keys))  # (L, B, N, K)
+        others = hood.aggregate(attn, keys)  # (L, B, N, D)
         alone = ~hood.has_keys[..., None]  # (L, B, N, 1): no column in reach -> keep own value
         cons = torch.where(alone, z, w_self * z + (1 - w_self) * others) if w_self else torch.where(alone, z, others)
         own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
@@ -323,7 +329,7 @@ class GlomTextSettling(nn.Module):
         for pred, levels in predictions:
             p = unit(pred)  # (L', B, N, D)
             pos = (p * target[levels]).sum(-1) / tau  # (L', B, N)
-            neg = hood.scores(p, zd[levels], levels) / tau + torch.log(neg_w[levels].clamp(min=1e-12))
+            neg = hood.scores(p, hood.keys(zd[levels], levels)) / tau + torch.log(neg_w[levels].clamp(min=1e-12))
             neg = neg.masked_fill(~hood.valid[levels], float("-inf"))  # (L', B, N, K)
             per_column = torch.logsumexp(torch.cat([pos[..., None], neg], dim=-1), dim=-1) - pos  # -log p(positive)
             keep = mask[None].expand_as(per_column)
@@ -398,6 +404,8 @@ class GlomTextPreTrainedModel(PreTrainedModel):
 
 class GlomTextModel(GlomTextPreTrainedModel):
     """Front end + settling. Returns the level states of every column (see `GlomTextModelOutput`)."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^mlm_head\."]  # loading the encoder of a masked-LM checkpoint
 
     def __init__(self, config: GlomTextConfig):
         super().__init__(config)
