@@ -80,6 +80,10 @@ from glomtext.words import pool_to_words
 METHODS = ("average", "complete", "single")
 DEFAULT_METHOD = "average"
 DEFAULT_THRESHOLD = 0.9
+# Grouping compares every pair of words: (L, W, W) tensors. A 2,000-word "sentence" (an unsplit
+# paragraph) takes ~10 s and ~1 GB on CPU at L=3; longer ones are refused with a clear error.
+MAX_WORDS = 2048
+_BATCH_CELLS = 1 << 21  # sentences x longest^2 per clustering batch (short ones are not padded to a long one)
 READOUTS = ("cosine", "islands")
 
 
@@ -146,6 +150,31 @@ def find_islands_batch(
         return []
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    lengths = [s.shape[0] for s in states]
+    if max(lengths) > MAX_WORDS:
+        k = max(range(len(states)), key=lengths.__getitem__)
+        raise ValueError(f"states[{k}] has {lengths[k]} words; islands compare every pair of words, so at most {MAX_WORDS} are allowed")
+    out: list = [None] * len(states)
+    for group in _length_groups(lengths):
+        for k, islands in zip(group, _find_islands_padded([states[k] for k in group], method, threshold, nested)):
+            out[k] = islands
+    return out
+
+
+def _length_groups(lengths: list[int]) -> list[list[int]]:
+    """Sentence indices, shortest first, cut into groups whose size x longest^2 stays within
+    _BATCH_CELLS: one long sentence must not pad a whole batch to its length (memory ~ B L W^2)."""
+    groups: list[list[int]] = []
+    for k in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if groups and (len(groups[-1]) + 1) * lengths[k] ** 2 <= _BATCH_CELLS:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
+def _find_islands_padded(states: Sequence[torch.Tensor], method: str, threshold, nested: bool) -> list[list[list[Island]]]:
+    """``find_islands_batch`` for one group of sentences, padded to the longest."""
     x, valid = _pad(states)  # (B, W, L, D), (B, W)
     B, W, L, _ = x.shape
     thr = _level_thresholds(threshold, L).to(x.device)  # (L,)
@@ -521,13 +550,23 @@ def extract_islands(
     (split on whitespace) or of word lists. Memory stays constant in the number of sentences.
     pieces=True keeps word pieces as the units instead of pooling them to words.
     keep_states=True also returns each sentence's (W, L, D) states (on CPU).
+    A sentence of more than ``MAX_WORDS`` units raises ValueError naming its position, once the
+    sentences before it have been yielded.
     """
+    done = 0  # sentences yielded so far
     for batch in _settle(model, tokenizer, sentences, num_iterations=num_iterations, batch_size=batch_size,
                          device=device, all_iterations=False, pieces=pieces, progress=progress):
-        states = [b.states for b in batch]
+        too_long = [k for k, item in enumerate(batch) if len(item.units) > MAX_WORDS]
+        ok = batch[: too_long[0]] if too_long else batch  # yield the sentences before a too long one, then fail
+        states = [b.states for b in ok]
         found = find_islands_batch(states, method=method, threshold=threshold, nested=nested)
-        for item, islands, distances in zip(batch, found, _adjacent_distances_batch(states)):
+        for item, islands, distances in zip(ok, found, _adjacent_distances_batch(states)):
             yield SentenceIslands(item.text, item.units, islands, distances, item.windows, item.states.cpu() if keep_states else None)
+        if too_long:
+            n = len(batch[too_long[0]].units)
+            raise ValueError(f"sentence {done + too_long[0] + 1} has {n} {'pieces' if pieces else 'words'}; islands compare "
+                             f"every pair, so a sentence may have at most {MAX_WORDS}: split it")
+        done += len(batch)
 
 
 def _adjacent_distances_batch(states: list[torch.Tensor]) -> list[list[float]]:
@@ -709,6 +748,7 @@ def _assemble(text, words, parts, empty, all_iterations, pieces, tokenizer) -> _
 def load_model(path: str | Path):
     """(model, tokenizer) from a directory written by save_pretrained; errors in one clear line."""
     import glomtext  # noqa: F401  (registers the glomtext model type with transformers' Auto classes)
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     path = Path(path)
@@ -716,12 +756,16 @@ def load_model(path: str | Path):
         raise FileNotFoundError(f"model directory {str(path)!r} not found")
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{str(path)!r} holds no config.json; is it a glomtext model directory (save_pretrained)?")
+    pickled = sorted(f.name for f in path.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+    if pickled and not any(path.glob("*.safetensors")):
+        raise ValueError(f"{str(path)!r} holds its weights only in pickle files ({', '.join(pickled)}); glomtext loads "
+                         "weights only from safetensors, because unpickling a file can run any code in it")
     steps = (("config", AutoConfig), ("tokenizer", AutoTokenizer), ("model", AutoModel))
     loaded = {}
     for what, auto in steps:
         try:
             loaded[what] = auto.from_pretrained(path)
-        except (OSError, ValueError, KeyError, TypeError) as e:
+        except (OSError, ValueError, KeyError, TypeError, SafetensorError) as e:
             first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
             hint = " (save the tokenizer into the model directory with save_pretrained)" if what == "tokenizer" else ""
             raise ValueError(f"cannot load the {what} from {str(path)!r}: {first.rstrip(':')}{hint}") from e

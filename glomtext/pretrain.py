@@ -7,16 +7,27 @@ Arguments follow transformers' ``run_mlm_no_trainer.py``. One script for one CPU
 processes: Accelerate handles devices, mixed precision, gradient accumulation and distributed
 data-parallel training; checkpoints are ``accelerator.save_state`` folders written atomically under
 ``OUTPUT_DIR/checkpoints`` and resumed exactly with ``--resume_from_checkpoint latest``.
+
+Faults (see RELIABILITY.md): a checkpoint is written to a ``.tmp_`` folder, sealed with a manifest of
+its files' sizes and sha256 (written last) and renamed; on resume the newest checkpoint whose files
+match their manifest is used (a corrupt one is skipped with a warning). Non-finite steps are skipped
+and counted; ``--max_nonfinite_steps`` in a row stop the run. A lock file (``OUTPUT_DIR/run.lock``,
+an exclusive ``flock`` held while the run lives) keeps two runs out of one folder; the kernel drops
+the lock when a run dies, even by ``kill -9``, so the next run takes over. A failed write (disk
+full, no permission) stops the run with one clear line, and the previous checkpoint stays valid.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import math
 import os
+import pickle
 import shutil
+import socket
 import sys
 import time
 import zlib
@@ -27,12 +38,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import DataLoaderConfiguration, set_seed
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from . import GlomTextConfig, GlomTextForMaskedLM
 from .data import load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
+from .paths import resolve_backbone
 
 logger = get_logger(__name__)
 
@@ -45,7 +58,13 @@ PRESETS = {
     "base": dict(hidden_size=256, num_levels=5, num_iterations=10),
 }
 
-STATE_FILE = "trainer_state.json"  # written last inside a checkpoint: its presence marks it complete
+STATE_FILE = "trainer_state.json"  # step, epoch and position in the epoch of a checkpoint
+MANIFEST = "manifest.json"  # written last inside a checkpoint: size and sha256 of every other file
+LOCK_FILE = "run.lock"  # flock'ed by the run using OUTPUT_DIR; holds its pid while it runs
+
+# Test-only fault injection, off unless these environment variables are set (tests/test_reliability_training.py):
+FAULT_NONFINITE_STEPS = "GLOMTEXT_FAULT_NONFINITE_STEPS"  # "3,4": make the loss NaN at optimizer steps 3 and 4
+FAULT_PAUSE_IN_SAVE = "GLOMTEXT_FAULT_PAUSE_IN_SAVE"  # "6": sleep 60 s halfway through saving step 6 (a window for kill -9)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,25 +155,72 @@ def parse_overrides(text: str | None) -> dict:
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (a half-written one has no trainer_state.json)."""
+    """Sealed checkpoints (with a manifest), oldest first; ``.tmp_`` folders of an interrupted save are not listed."""
     root = output_dir / "checkpoints"
-    done = [d for d in root.glob("step_*") if (d / STATE_FILE).is_file()] if root.is_dir() else []
+    done = [d for d in root.glob("step_*") if (d / MANIFEST).is_file()] if root.is_dir() else []
     return sorted(done, key=lambda d: int(d.name.split("_")[1]))
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Record the size and sha256 of every file in ``folder``; written last, it seals the checkpoint."""
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1))
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a usable checkpoint, or None when every file matches its manifest."""
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"no readable {MANIFEST} ({e})"
+    if STATE_FILE not in files:
+        return f"{STATE_FILE} is not in its manifest"
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != expected["bytes"]:
+            return f"{name} has {path.stat().st_size} bytes, the manifest says {expected['bytes']}"
+        if file_sha256(path) != expected["sha256"]:
+            return f"{name} does not match its sha256 in the manifest"
+    return None
+
+
 def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, keep: int) -> Path:
-    """Write to a temporary folder, then rename: a crash never leaves a partial 'latest'."""
+    """Write to a temporary folder, seal it with a manifest, then rename: a crash never leaves a
+    partial 'latest'. A failed write (e.g. a full disk) stops the run; older checkpoints stay valid."""
     final = output_dir / "checkpoints" / f"step_{state['step']}"
     tmp = final.with_name(f".tmp_{final.name}")
     if accelerator.is_main_process and tmp.exists():
         shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    try:
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()  # every process has written its files (random states)
+        if accelerator.is_main_process:
+            if os.environ.get(FAULT_PAUSE_IN_SAVE) == str(state["step"]):
+                time.sleep(60)
+            (tmp / STATE_FILE).write_text(json.dumps(state))
+            write_manifest(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    except (OSError, RuntimeError, SafetensorError) as e:  # torch.save reports failed writes as RuntimeError
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        previous = checkpoint_dirs(output_dir)
+        raise SystemExit(f"could not write checkpoint {final}: {e} ({shutil.disk_usage(output_dir).free / 1e6:.0f} MB free "
+                         f"on that disk; is it full?); the previous checkpoint {previous[-1] if previous else '(none)'} is intact") from None
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(state))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
         for old in checkpoint_dirs(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -162,30 +228,81 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, kee
 
 
 def find_resume_dir(output_dir: Path, spec: str) -> Path:
-    if spec == "latest":
-        found = checkpoint_dirs(output_dir)
-        if not found:
-            raise SystemExit(f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir / 'checkpoints'}")
-        return found[-1]
-    path = Path(spec)
-    if not (path / STATE_FILE).is_file():
-        raise SystemExit(f"--resume_from_checkpoint: {path} is not a complete checkpoint (no {STATE_FILE})")
-    return path
+    """The checkpoint to resume from: ``spec`` itself, or for 'latest' the newest one that verifies
+    (a corrupt or incomplete newer one is skipped with a warning)."""
+    if spec != "latest":
+        path = Path(spec)
+        problem = checkpoint_problem(path) if path.is_dir() else "no such folder"
+        if problem:
+            raise SystemExit(f"--resume_from_checkpoint: {path} is not a usable checkpoint: {problem}")
+        return path
+    for ckpt in reversed(checkpoint_dirs(output_dir)):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        logger.warning(f"skipping checkpoint {ckpt}: {problem}; trying the one before it")
+    raise SystemExit(f"--resume_from_checkpoint latest: no complete checkpoint in {output_dir / 'checkpoints'}")
 
 
-def check_output_dir(args, output_dir: Path) -> None:
-    """Refuse to clobber another run; fail early when the folder cannot be written."""
-    has_run = output_dir.is_dir() and any((output_dir / f).exists() for f in ("resolved_config.json", "checkpoints"))
-    if has_run and not args.resume_from_checkpoint and not args.overwrite_output_dir:
-        raise SystemExit(f"{output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it "
-                         "or --overwrite_output_dir to start over")
+def prepare_output_dir(args, output_dir: Path):
+    """Create and lock ``output_dir``, refuse to clobber another run, and clear what an interrupted
+    save left behind. Returns the open lock file (keep it until the run ends; see ``unlock``)."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
+        lock = lock_output_dir(output_dir)
     except OSError as e:
         raise SystemExit(f"--output_dir {output_dir} is not writable: {e}") from None
+    has_run = any((output_dir / f).exists() for f in ("resolved_config.json", "checkpoints"))
+    if has_run and not args.resume_from_checkpoint and not args.overwrite_output_dir:
+        unlock(lock)
+        raise SystemExit(f"{output_dir} already holds a run; pass --resume_from_checkpoint latest to continue it "
+                         "or --overwrite_output_dir to start over")
+    for tmp in (output_dir / "checkpoints").glob(".tmp_*"):
+        logger.warning(f"removing {tmp}, a checkpoint whose writing was interrupted")
+        shutil.rmtree(tmp)
+    return lock
+
+
+def lock_output_dir(output_dir: Path):
+    """Take the exclusive lock on OUTPUT_DIR/run.lock, or exit naming the run that holds it.
+
+    The kernel releases a ``flock`` when its process dies, so a run killed with ``kill -9`` leaves a
+    lock that the next run simply takes over (the file still names the dead run: we warn about it).
+    """
+    f = (output_dir / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "a process that has not written its pid yet"
+        f.close()
+        raise SystemExit(f"{output_dir} is in use by another run ({holder}); wait for it to finish or use another "
+                         "--output_dir") from None
+    f.seek(0)
+    if previous := f.read().strip():
+        logger.warning(f"{output_dir} was left by a run that did not finish ({previous}); taking it over")
+    f.truncate(0)
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    return f
+
+
+def unlock(lock) -> None:
+    """Release the run lock, leaving the file empty (an empty lock file means a clean finish)."""
+    lock.truncate(0)
+    lock.close()
+
+
+def check_disk_space(output_dir: Path, model: torch.nn.Module, checkpointing: bool) -> None:
+    """Exit before training if the disk cannot hold one checkpoint (weights and two AdamW moments of
+    the trained ones) plus the final model: better now than after hours of training."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trained = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    need = weights + (weights + 2 * trained if checkpointing else 0)
+    free = shutil.disk_usage(output_dir).free
+    if free < need:
+        raise SystemExit(f"--output_dir {output_dir}: {free / 1e6:.1f} MB free, but the model "
+                         f"{'and one checkpoint ' if checkpointing else ''}need about {need / 1e6:.1f} MB")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,7 +325,7 @@ class SeededMasking:
 
 def build_tokenizer(args, sentences, accelerator: Accelerator, output_dir: Path):
     if args.backbone or args.tokenizer_name:
-        return AutoTokenizer.from_pretrained(args.backbone or args.tokenizer_name)
+        return AutoTokenizer.from_pretrained(resolve_backbone(args.backbone) if args.backbone else args.tokenizer_name)
     tok_dir = output_dir / "tokenizer"
     with accelerator.main_process_first():
         if accelerator.is_main_process and not (tok_dir / "tokenizer.json").is_file():
@@ -255,6 +372,24 @@ def evaluate(model, dataloader, accelerator: Accelerator) -> dict:
     return {"eval/mlm_loss": loss, "eval/perplexity": math.exp(min(loss, 50.0))}
 
 
+def save_final(model, tokenizer, output_dir: Path, accelerator: Accelerator) -> None:
+    """save_pretrained into a temporary folder, then move each file into ``output_dir`` (an atomic
+    rename each), so an interrupted save never leaves a truncated model.safetensors behind."""
+    tmp = output_dir / ".tmp_final"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(str(tmp), save_function=accelerator.save)
+        tokenizer.save_pretrained(str(tmp))
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, output_dir / f.name)
+        tmp.rmdir()
+    except (OSError, RuntimeError, SafetensorError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        last = checkpoint_dirs(output_dir)
+        raise SystemExit(f"could not write the final model to {output_dir}: {e}; the last checkpoint "
+                         f"{last[-1] if last else '(none)'} is intact") from None
+
+
 # ----------------------------------------------------------------------------------------------
 # training
 
@@ -262,17 +397,30 @@ def evaluate(model, dataloader, accelerator: Accelerator) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
-    report_to = None if args.report_to == "none" else args.report_to
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
-        log_with=report_to,
+        log_with=None if args.report_to == "none" else args.report_to,
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
-    if accelerator.is_main_process:
-        check_output_dir(args, output_dir)
-    accelerator.wait_for_everyone()
+    lock = prepare_output_dir(args, output_dir) if accelerator.is_main_process else None
+    try:
+        accelerator.wait_for_everyone()
+        return train(args, accelerator, output_dir)
+    finally:
+        if lock is not None:
+            unlock(lock)
+
+
+def nonfinite_fault_steps() -> set[int]:
+    """Optimizer steps whose loss a test asked to make NaN (``GLOMTEXT_FAULT_NONFINITE_STEPS``); empty normally."""
+    return {int(x) for x in os.environ.get(FAULT_NONFINITE_STEPS, "").split(",") if x.strip()}
+
+
+def train(args, accelerator: Accelerator, output_dir: Path) -> int:
+    """The training run proper, in an output folder that ``main`` has locked for it."""
+    report_to = None if args.report_to == "none" else args.report_to
     set_seed(args.seed)
 
     # data ---------------------------------------------------------------------------------
@@ -303,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # model and optimisation ----------------------------------------------------------------
     model = build_model(args, tokenizer)
+    if accelerator.is_main_process:
+        check_disk_space(output_dir, model, checkpointing=args.checkpointing_steps is not None)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
@@ -327,7 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume_from_checkpoint:
         ckpt = find_resume_dir(output_dir, args.resume_from_checkpoint)
         state = json.loads((ckpt / STATE_FILE).read_text())
-        accelerator.load_state(str(ckpt))
+        try:
+            accelerator.load_state(str(ckpt), load_kwargs={"weights_only": True})  # no arbitrary unpickling
+        except (pickle.UnpicklingError, RuntimeError, SafetensorError) as e:
+            raise SystemExit(f"cannot load checkpoint {ckpt}: {str(e).strip().splitlines()[0]}") from None
         step, epoch, skip_batches = state["step"], state["epoch"], state["batches_in_epoch"]
         logger.info(f"resumed from {ckpt} at step {step}", main_process_only=True)
 
@@ -337,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     bar = tqdm(total=max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="pretrain")
     model.train()
     nonfinite, skipped_total, tokens, t0 = 0, 0, 0, time.perf_counter()
+    nan_steps = nonfinite_fault_steps()
     acc = {"loss": 0.0, "mlm_loss": 0.0, "island_loss": 0.0, "n": 0}
     metrics: dict = {}
     while step < max_steps and epoch < num_epochs:
@@ -349,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
             batches_in_epoch += 1
             with accelerator.accumulate(model):
                 out = model(**batch)
-                accelerator.backward(out.loss)
+                accelerator.backward(out.loss * float("nan") if step + 1 in nan_steps else out.loss)
                 finite = True
                 if accelerator.sync_gradients:
                     grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -372,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
                 skipped_total += 1
                 logger.warning(f"step {step}: non-finite loss/gradients, update skipped ({nonfinite} in a row)", main_process_only=True)
                 if nonfinite >= args.max_nonfinite_steps:
-                    raise SystemExit(f"stopping: {nonfinite} non-finite steps in a row; last good checkpoint: "
-                                     f"{(checkpoint_dirs(output_dir) or ['none'])[-1]}")
+                    raise SystemExit(f"stopping at step {step}: {nonfinite} non-finite steps in a row (--max_nonfinite_steps); "
+                                     f"last good checkpoint: {(checkpoint_dirs(output_dir) or ['none'])[-1]}")
             else:
                 nonfinite = 0
             if step % args.logging_steps == 0 or step == max_steps:
@@ -410,8 +564,7 @@ def main(argv: list[str] | None = None) -> int:
     checksums = accelerator.gather_for_metrics([param_checksum(unwrapped)], use_gather_object=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(str(output_dir), save_function=accelerator.save)
-        tokenizer.save_pretrained(str(output_dir))
+        save_final(unwrapped, tokenizer, output_dir, accelerator)
         summary = {"steps": step, "tokens": tokens, "seconds": time.perf_counter() - t0, "skipped_steps": skipped_total,
                    **metrics, **final_eval, "num_processes": accelerator.num_processes, "param_checksums": checksums}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))

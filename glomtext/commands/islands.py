@@ -285,6 +285,8 @@ def run(args: argparse.Namespace, model, tokenizer) -> int:
     except BrokenPipeError:  # piped into `head`: stop quietly, and keep Python from failing on exit
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ValueError as e:  # from extract_islands: a sentence too long to group (see glomtext.islands.MAX_WORDS)
+        raise UsageError(str(e)) from None
     finally:
         if out is not sys.stdout:
             out.close()

@@ -69,9 +69,16 @@ def expand_paths(spec: str) -> list[Path]:
 def read_text(path: Path) -> str:
     """The text of a UTF-8 file, or a ReadError naming it."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as f:  # newlines untranslated: a lone \r may be part of a word
+            return f.read()
     except (OSError, UnicodeDecodeError) as e:
         raise ReadError(f"{path}: cannot read ({e})") from e
+
+
+def read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 file, split at line feeds only (a carriage return before one is dropped):
+    ``str.splitlines`` would also split at characters such as U+2028 or \\x1c inside a word."""
+    return [line.removesuffix("\r") for line in read_text(path).split("\n")]
 
 
 # --------------------------------------------------------------------------------------- PTB
@@ -204,7 +211,7 @@ def read_conll(path: str | Path, n_columns: int, max_sentences: int | None = Non
     path = Path(path)
     log = log or ReadLog()
     sentences: list[ConllSentence] = []
-    lines = read_text(path).splitlines()
+    lines = read_lines(path)
     block: list[tuple[int, str]] = []
     for i, text in enumerate(lines + [""], start=1):
         if text.strip():
@@ -271,7 +278,7 @@ def read_export(path: str | Path, max_sentences: int | None = None, log: ReadLog
     trees: list[DiscTree] = []
     block: list[tuple[int, str]] | None = None
     in_table = False
-    for i, text in enumerate(read_text(path).splitlines(), start=1):
+    for i, text in enumerate(read_lines(path), start=1):
         if text.startswith("#BOT"):
             in_table = True
         elif text.startswith("#EOT"):
@@ -353,7 +360,7 @@ def read_discbracket(path: str | Path, max_sentences: int | None = None, log: Re
     path = Path(path)
     log = log or ReadLog()
     trees: list[DiscTree] = []
-    for i, text in enumerate(read_text(path).splitlines(), start=1):
+    for i, text in enumerate(read_lines(path), start=1):
         if not text.strip():
             continue
         if max_sentences is not None and len(trees) >= max_sentences:

