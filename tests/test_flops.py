@@ -49,7 +49,7 @@ def counted(model: torch.nn.Module, inputs: dict) -> tuple[int, int]:
     return forward, fc.get_total_flops()
 
 
-@pytest.mark.parametrize("seq_len,dense", [(16, True), (40, False)])  # 2 * 12 keys >= 16 -> dense; < 40 -> sparse
+@pytest.mark.parametrize("seq_len,dense", [(16, True), (40, False)])  # the model's dense choice; the sparse layout, forced
 @pytest.mark.parametrize("overrides", [
     {},
     {"island_loss_weight": 0.0},
@@ -59,9 +59,10 @@ def counted(model: torch.nn.Module, inputs: dict) -> tuple[int, int]:
 def test_glom_count_equals_flop_counter(seq_len, dense, overrides):
     torch.manual_seed(0)
     cfg = tiny_glom(**overrides)
-    assert consensus_keys(cfg, seq_len) == (dense, seq_len if dense else 12)
-    forward, backward = counted(GlomTextForMaskedLM(cfg), mlm_inputs(2, seq_len))
-    f = glom_train_flops(cfg, 2, seq_len, FRACTION)
+    sparse = None if dense else True
+    assert consensus_keys(cfg, seq_len, sparse_attention=sparse) == (dense, seq_len if dense else 12)
+    forward, backward = counted(GlomTextForMaskedLM(cfg), {**mlm_inputs(2, seq_len), "sparse_attention": sparse})
+    f = glom_train_flops(cfg, 2, seq_len, FRACTION, sparse_attention=sparse)
     assert (f.total_forward, f.total - f.total_forward) == (forward, backward)
 
 
@@ -113,10 +114,10 @@ def test_bert_count_by_hand():
 
 
 def test_layout_follows_the_model_choice_for_the_base_preset():
-    cfg = GlomTextConfig(hidden_size=256, num_levels=5, num_iterations=10, max_position_embeddings=1024)
+    cfg = GlomTextConfig(hidden_size=256, num_levels=5, num_iterations=10, max_position_embeddings=2048)
     # local_sparse reach of the top level: 2 * 32 local + 2 * 8 strided offsets = 80 keys
-    assert consensus_keys(cfg, 160) == (True, 160)
-    assert consensus_keys(cfg, 161) == (False, 80)
+    assert consensus_keys(cfg, 1024) == (True, 1024)  # dense up to DENSE_UP_TO columns
+    assert consensus_keys(cfg, 1025) == (False, 80)
     with pytest.raises(ValueError, match="bounded reach"):
         consensus_keys(GlomTextConfig(attention_reach="full"), 64, sparse_attention=True)
 

@@ -316,14 +316,16 @@ def test_readers_never_crash_on_random_text(tmp_path, text, reader):
         assert str(path) in str(e)
 
 
-def test_invalid_utf8_in_a_treebank_is_an_error_naming_file_and_byte(tmp_path, capsys):
+def test_invalid_utf8_in_a_treebank_is_decoded_with_replacement_and_counted(tmp_path, capsys):
     path = tmp_path / "bad.mrg"
-    path.write_bytes(b"(S (NN a) (NN \xff))\n")
-    with pytest.raises(ReadError, match=f"^{path}: cannot read .*byte 0xff in position 14"):
-        read_ptb(str(path))
-    assert eval_main(["--treebank", str(path), "--output", str(tmp_path / "out"), "--no-progress"]) == 1
-    err = capsys.readouterr().err
-    assert err.startswith(f"glomtext eval: error: {path}: cannot read") and "Traceback" not in err
+    path.write_bytes(b"(S (NN a) (NN \xff))\n(S (NN b) (NN c))\n")
+    trees, log = read_ptb(str(path))
+    assert [t.tree.leaves() for t in trees] == [["a", "\ufffd"], ["b", "c"]]
+    assert log.replaced_lines == 1 and log.n_skipped == 0
+    assert log.examples == [f"{path}:1: invalid UTF-8 kept as U+FFFD (invalid start byte at byte 14)"]
+    assert "1 line(s) with invalid UTF-8 kept with U+FFFD" in log.summary()
+    assert eval_main(["--treebank", str(path), "--output", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "invalid UTF-8" in capsys.readouterr().err
 
 
 def test_eval_on_a_treebank_of_junk_is_one_clear_line(tmp_path, capsys):

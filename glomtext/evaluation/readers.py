@@ -37,6 +37,7 @@ class ReadLog:
     read: int = 0
     skipped: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    replaced_lines: int = 0  # lines with bytes that are not UTF-8, kept with U+FFFD in their place
 
     def skip(self, where: str, reason: str, detail: str = "") -> None:
         """Count one skipped item; ``where`` is ``file:line``."""
@@ -49,13 +50,15 @@ class ReadLog:
         return sum(self.skipped.values())
 
     def as_dict(self) -> dict:
-        return {"read": self.read, "skipped": dict(self.skipped), "examples": list(self.examples)}
+        return {"read": self.read, "skipped": dict(self.skipped), "examples": list(self.examples),
+                "replaced_lines": self.replaced_lines}
 
     def summary(self) -> str:
+        replaced = f"; {self.replaced_lines} line(s) with invalid UTF-8 kept with U+FFFD" if self.replaced_lines else ""
         if not self.n_skipped:
-            return f"{self.read} read"
+            return f"{self.read} read{replaced}"
         reasons = ", ".join(f"{n} {r}" for r, n in self.skipped.most_common())
-        return f"{self.read} read, {self.n_skipped} skipped ({reasons}); e.g. {self.examples[0]}"
+        return f"{self.read} read, {self.n_skipped} skipped ({reasons}){replaced}; e.g. {self.examples[0]}"
 
 
 def expand_paths(spec: str) -> list[Path]:
@@ -66,19 +69,37 @@ def expand_paths(spec: str) -> list[Path]:
     return paths
 
 
-def read_text(path: Path) -> str:
-    """The text of a UTF-8 file, or a ReadError naming it."""
+def read_text(path: Path, log: ReadLog | None = None) -> str:
+    """The text of a UTF-8 file (newlines untranslated: a lone \\r may be part of a word), or a
+    ReadError naming it. Bytes that are not UTF-8 become U+FFFD; the lines holding them are counted
+    in ``log`` and the first is quoted with its position."""
     try:
-        with path.open(encoding="utf-8", newline="") as f:  # newlines untranslated: a lone \r may be part of a word
-            return f.read()
-    except (OSError, UnicodeDecodeError) as e:
+        raw = path.read_bytes()
+    except OSError as e:
         raise ReadError(f"{path}: cannot read ({e})") from e
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        bad = [i for i, line in enumerate(raw.split(b"\n"), start=1) if not _is_utf8(line)]
+        if log is not None:
+            log.replaced_lines += len(bad)
+            if len(log.examples) < MAX_EXAMPLES:
+                log.examples.append(f"{path}:{bad[0]}: invalid UTF-8 kept as U+FFFD ({e.reason} at byte {e.start})")
+        return raw.decode("utf-8", errors="replace")
 
 
-def read_lines(path: Path) -> list[str]:
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_lines(path: Path, log: ReadLog | None = None) -> list[str]:
     """The lines of a UTF-8 file, split at line feeds only (a carriage return before one is dropped):
     ``str.splitlines`` would also split at characters such as U+2028 or \\x1c inside a word."""
-    return [line.removesuffix("\r") for line in read_text(path).split("\n")]
+    return [line.removesuffix("\r") for line in read_text(path, log).split("\n")]
 
 
 # --------------------------------------------------------------------------------------- PTB
@@ -92,7 +113,7 @@ class PTBTree:
     source: str  # "file:line" of its opening bracket
 
 
-def treebank_files(spec: str) -> Iterator[tuple[str, str]]:
+def treebank_files(spec: str, log: ReadLog | None = None) -> Iterator[tuple[str, str]]:
     """(name, text) of each file of a treebank: a path, a glob, or ``nltk:NAME[/FILE_GLOB]``
     (e.g. ``nltk:treebank``, or ``nltk:treebank/wsj_00??.mrg`` for the files wsj_0001-wsj_0099)."""
     if spec.startswith("nltk:"):
@@ -115,7 +136,7 @@ def treebank_files(spec: str) -> Iterator[tuple[str, str]]:
             yield f"{spec}/{fileid}", reader.raw(fileid)
     else:
         for path in expand_paths(spec):
-            yield str(path), read_text(path)
+            yield str(path), read_text(path, log)
 
 
 def split_bracketed(text: str) -> Iterator[tuple[int, str | None, str]]:
@@ -165,7 +186,7 @@ def read_ptb(spec: str, max_sentences: int | None = None, log: ReadLog | None = 
     """The trees of a PTB-style treebank, at most ``max_sentences``; malformed ones skipped and counted."""
     log = log or ReadLog()
     trees: list[PTBTree] = []
-    for name, text in treebank_files(spec):
+    for name, text in treebank_files(spec, log):
         if max_sentences is not None and len(trees) >= max_sentences:
             break
         for line, group, problem in split_bracketed(text):
@@ -211,7 +232,7 @@ def read_conll(path: str | Path, n_columns: int, max_sentences: int | None = Non
     path = Path(path)
     log = log or ReadLog()
     sentences: list[ConllSentence] = []
-    lines = read_lines(path)
+    lines = read_lines(path, log)
     block: list[tuple[int, str]] = []
     for i, text in enumerate(lines + [""], start=1):
         if text.strip():
@@ -278,7 +299,7 @@ def read_export(path: str | Path, max_sentences: int | None = None, log: ReadLog
     trees: list[DiscTree] = []
     block: list[tuple[int, str]] | None = None
     in_table = False
-    for i, text in enumerate(read_lines(path), start=1):
+    for i, text in enumerate(read_lines(path, log), start=1):
         if text.startswith("#BOT"):
             in_table = True
         elif text.startswith("#EOT"):
@@ -360,7 +381,7 @@ def read_discbracket(path: str | Path, max_sentences: int | None = None, log: Re
     path = Path(path)
     log = log or ReadLog()
     trees: list[DiscTree] = []
-    for i, text in enumerate(read_lines(path), start=1):
+    for i, text in enumerate(read_lines(path, log), start=1):
         if not text.strip():
             continue
         if max_sentences is not None and len(trees) >= max_sentences:
