@@ -101,6 +101,10 @@ class Neighbourhood:
             self.key_pos = self.index.float()[:, None]  # (L, 1, N, K)
         self.valid = self.valid & key_ok[None, :, :, None]  # padded queries attend to nothing
         self.has_keys = self.valid.any(-1)  # (L, B, N)
+        # additive mask for softmax: 0 in reach, -inf elsewhere; 0 on rows with no key at all (their
+        # weights are zeroed after the softmax), so no row is all -inf (NaN)
+        no_key = ~self.has_keys[..., None]
+        self.bias = torch.zeros(self.valid.shape, device=device).masked_fill(~self.valid & ~no_key, float("-inf"))
 
     def keys(self, z: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
         """The keys of each query, gathered once and shared by `scores` and `aggregate`.
@@ -115,20 +119,15 @@ class Neighbourhood:
 
     def scores(self, q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Dot products of queries (L', B, N, D) with their `keys` -> (L', B, N, K). Scores of keys out of
-        reach are computed but meaningless: `mask` them after any scaling (a scaled -inf has a NaN
+        reach are computed but meaningless: mask them after any scaling (a scaled -inf has a NaN
         gradient)."""
         if self.dense:
             return q @ keys.transpose(-1, -2)
         return torch.einsum("lbnd,lbnkd->lbnk", q, keys)
 
-    def mask(self, scores: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
-        """-inf for keys out of reach; rows with no key in reach become all zeros (softmax-safe)."""
-        s = scores.masked_fill(~self.valid[levels], float("-inf"))
-        return s.masked_fill(~self.has_keys[levels, :, :, None], 0.0)
-
     def softmax(self, scores: torch.Tensor) -> torch.Tensor:
-        """Softmax over keys in reach; rows with no key get all-zero weights (not NaN)."""
-        return torch.softmax(self.mask(scores), dim=-1) * self.has_keys[..., None]
+        """Softmax over keys in reach (L, B, N, K); rows with no key get all-zero weights (not NaN)."""
+        return torch.softmax(scores + self.bias, dim=-1) * self.has_keys[..., None]
 
     def aggregate(self, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """(L, B, N, K) weights over `keys` (values = keys) -> (L, B, N, D)."""
@@ -307,9 +306,11 @@ class GlomTextSettling(nn.Module):
         """z (L, B, N, D) -> the next state (L, B, N, D)."""
         cons, centre, _ = self.consensus(z, hood)
         bu = unit(self.bottom_up_predictions(z, front_end))
-        td = F.pad(unit(self.top_down_predictions(z, self.top_down_positions(centre))), (0, 0, 0, 0, 0, 0, 0, 1))
+        td = unit(self.top_down_predictions(z, self.top_down_positions(centre)))  # (L-1, B, N, D)
         w = self.contribution_weights().T[..., None, None, None]  # (4, L, 1, 1, 1)
-        return unit(w[0] * z + w[1] * bu + w[2] * td + w[3] * unit(cons))
+        mixed = w[0] * z + w[1] * bu + w[3] * unit(cons)
+        mixed[:-1] += w[2, :-1] * td  # the top level has no top-down input
+        return unit(mixed)
 
     def island_loss(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, mask: torch.Tensor) -> torch.Tensor:
         """The island regulariser (GLOM.md 7) on a settled state z (L, B, N, D).
