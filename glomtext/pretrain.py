@@ -569,6 +569,9 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
                    **metrics, **final_eval, "num_processes": accelerator.num_processes, "param_checksums": checksums}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         print(f"saved model and tokenizer to {output_dir} (steps {step}, eval mlm loss {final_eval['eval/mlm_loss']:.3f})")
+    # every process must reach the (collective) process-group teardown together: a rank that tears
+    # down while rank 0 is still saving can leave gloo hanging at exit (pytorch/pytorch#75097)
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
 

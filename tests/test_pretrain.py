@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,11 +21,19 @@ TINY = ["--corpus", "nltk:brown", "--max_train_sentences", "300", "--validation_
         "--max_seq_length", "32", "--logging_steps", "1", "--report_to", "none", "--seed", "7"]
 
 
-def pretrain(*args: str, launcher: list[str] | None = None, check: bool = True, **env_extra) -> subprocess.CompletedProcess:
+def pretrain(*args: str, launcher: list[str] | None = None, check: bool = True, timeout: float = 600, **env_extra) -> subprocess.CompletedProcess:
     env = {**os.environ, "NLTK_DATA": str(data_dir() / "nltk_data"), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", **env_extra}
     cmd = (launcher or [sys.executable, "-m"]) + ["glomtext.pretrain", *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    # own session, so that a hung run is killed whole (launcher and workers), not just its launcher
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            raise AssertionError(f"{cmd} still running after {timeout} s; killed. stdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}") from None
+    proc = subprocess.CompletedProcess(cmd, p.returncode, out, err)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
     return proc
@@ -95,7 +104,7 @@ def test_two_process_training_agrees(tmp_path):
     """Real data-parallel training: 2 CPU processes (torchrun, gloo), each on its own shard."""
     out = tmp_path / "ddp"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
-    pretrain("--output_dir", str(out), "--max_train_steps", "3", *TINY, launcher=launcher, ACCELERATE_USE_CPU="1")
+    pretrain("--output_dir", str(out), "--max_train_steps", "3", *TINY, launcher=launcher, timeout=300, ACCELERATE_USE_CPU="1")
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["num_processes"] == 2
     checksums = summary["param_checksums"]
