@@ -35,7 +35,7 @@ import torch
 import transformers
 from transformers import BertForMaskedLM
 
-from flops import bert_config_like, bert_train_flops, consensus_keys, glom_train_flops, masked_count
+from flops import bert_config_like, bert_train_flops, consensus_pairs, glom_train_flops, masked_count
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
 from glomtext.pretrain import PRESETS
 
@@ -183,9 +183,9 @@ def section_utilisation(args, sizes: Sizes) -> dict:
     n = sizes.gpu_matmul_n if args.device == "cuda" else sizes.matmul_n
     dense = dense_matmul_flops(args.device, args.dtype, n, repeats=10)
     glom_model, bert_model = GlomTextForMaskedLM(glom_cfg), BertForMaskedLM(bert_cfg)
-    dense_layout, keys = consensus_keys(glom_cfg, N)
+    dense_layout, pairs = consensus_pairs(glom_cfg, N)
     print(f"batch {B} x {N} pieces, {MASK_FRACTION:.0%} masked; GLOM consensus layout "
-          f"{'dense' if dense_layout else 'sparse'} ({keys} keys/query); BERT {bert_cfg.num_hidden_layers} layers, "
+          f"{'dense' if dense_layout else 'blocked'} ({pairs[-1] / N:.0f} keys/query at the top level); BERT {bert_cfg.num_hidden_layers} layers, "
           f"{bert_cfg.num_attention_heads} heads, intermediate {bert_cfg.intermediate_size}, "
           f"attention {bert_model.config._attn_implementation}")
     print(f"  dense {n}^3 matmul ({args.dtype}): {dense / 1e9:.1f} GFLOP/s")
@@ -313,8 +313,9 @@ def section_scaling(args, sizes: Sizes) -> dict:
                     model(input_ids=ids)
 
             times.append(median_seconds(forward, args.device, warmup=1, repeats=max(1, sizes.repeats // 2)))
-            dense, keys = consensus_keys(cfg, n)
-            print(f"  {reach:<12} N={n:<5} {times[-1]:8.4f} s  ({'dense' if dense else 'sparse'}, {keys})", flush=True)
+            dense, pairs = consensus_pairs(cfg, n)
+            print(f"  {reach:<12} N={n:<5} {times[-1]:8.4f} s  ({'dense' if dense else 'blocked'}, "
+                  f"{pairs[-1] / n:.0f} keys/query at the top level)", flush=True)
         lengths = sizes.scaling_lengths
         slope = float(np.polyfit(np.log(lengths), np.log(times), 1)[0])
         ratio = times[-1] / times[0]

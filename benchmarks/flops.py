@@ -63,15 +63,16 @@ def mlp_flops(num_levels: int, dims: list[int], rows: int) -> int:
     return sum(2 * num_levels * rows * a * b for a, b in zip(dims, dims[1:]))
 
 
-def consensus_keys(config: GlomTextConfig, seq_len: int, sparse_attention: bool | None = None) -> tuple[bool, int]:
-    """(dense, K): the layout `Neighbourhood` chooses for this length and the keys scored per query.
+def consensus_pairs(config: GlomTextConfig, seq_len: int, sparse_attention: bool | None = None) -> tuple[bool, list[int]]:
+    """(dense, pairs): the layout `Neighbourhood` chooses for this length and, per level, the (query,
+    key) pairs it scores by matmul for one sequence: N x N (dense); blocked: 3b keys per query of the
+    near band, plus 3S of the far band at levels that have one, on lengths padded to whole blocks.
 
-    Asks `Neighbourhood` itself (on a one-row mask) so the count follows the model's own choice; the
-    sparse layout pads every level to the largest reach K, and scores all K.
+    Asks `Neighbourhood` itself (on a one-row mask), so the count follows the model's own choice.
     """
     dense = None if sparse_attention is None else not sparse_attention
     hood = Neighbourhood(reach_offsets(config), torch.ones(1, seq_len, dtype=torch.long), dense=dense)
-    return hood.dense, (seq_len if hood.dense else hood.index.shape[-1])
+    return hood.dense, hood.pairs
 
 
 def glom_train_flops(config: GlomTextConfig, batch_size: int, seq_len: int, mask_fraction: float,
@@ -80,7 +81,7 @@ def glom_train_flops(config: GlomTextConfig, batch_size: int, seq_len: int, mask
 
     Per settling iteration (x T): the bottom-up MLP of every level, the top-down MLP of levels 0..L-2
     (input D + position features), and consensus attention at every level: scores (N, D) x (D, K) and
-    the weighted sum (N, K) x (K, D) with K = N (dense layout) or the padded sparse reach.
+    the weighted sum (N, K) x (K, D) with the (query, key) pairs of `consensus_pairs`.
     Once per step: the island regulariser on the settled state (when island_loss_weight > 0) and the
     MLM head (dense D x D, decoder D x V) on the M masked positions only.
     """
@@ -89,19 +90,21 @@ def glom_train_flops(config: GlomTextConfig, batch_size: int, seq_len: int, mask
     L, D, T, V = config.num_levels, config.hidden_size, config.num_iterations, config.vocab_size
     H = max(1, int(round(config.mlp_ratio * D)))
     rows = batch_size * seq_len
-    _, K = consensus_keys(config, seq_len, sparse_attention)
+    _, pairs = consensus_pairs(config, seq_len, sparse_attention)
     bottom_up = mlp_flops(L, [D] + [H] * config.mlp_layers + [D], rows)
     top_down = mlp_flops(L - 1, [D + config.position_features] + [H] * config.mlp_layers + [D], rows)
-    attend = 2 * rows * K * D  # one level's scores, or one level's weighted sum
+
+    def attend(levels: slice = slice(None)) -> int:  # scores, or the weighted sum, of these levels
+        return 2 * batch_size * sum(pairs[levels]) * D
 
     f = StepFlops()
     f.add("bottom_up", T * bottom_up, grads=2)
     f.add("top_down", T * top_down, grads=2)
-    f.add("consensus", T * 2 * L * attend, grads=2)
+    f.add("consensus", T * 2 * attend(), grads=2)
     if config.island_loss_weight > 0:
         f.add("island_loss", bottom_up + top_down, grads=2)  # the predictions it trains
-        f.add("island_loss", 2 * L * attend, grads=0)  # consensus on the detached state (its targets)
-        f.add("island_loss", (2 * L - 1) * attend, grads=1)  # negatives: predictions x detached keys
+        f.add("island_loss", 2 * attend(), grads=0)  # consensus on the detached state (its targets)
+        f.add("island_loss", attend() + attend(slice(0, -1)), grads=1)  # negatives: predictions x detached keys
     M = masked_count(batch_size, seq_len, mask_fraction)
     f.add("mlm_head", 2 * M * (D * D + D * V), grads=2)
     return f

@@ -58,17 +58,71 @@ def reach_offsets(config: GlomTextConfig) -> list[list[int] | None]:
     raise ValueError(f"unknown attention_reach {variant!r}")
 
 
-# Inputs up to this many columns use the dense layout: benchmarks/bench_train.py measured it faster
-# than gathering sparse keys at every length up to 1,024 pieces, on 2 CPU cores and on an H200.
-DENSE_UP_TO = 1024
+# Inputs up to this many columns use the dense layout: on 2 CPU cores (base preset, batch 1, local_sparse)
+# the blocked layout took 1.07-1.12x the dense time at 256 columns, 0.87-0.99x at 384, 0.82-0.90x at 512
+# and 0.62-0.63x at 1,024, in training steps and forward passes alike.
+DENSE_UP_TO = 384
+
+
+def local_radius(offsets: list[int]) -> int:
+    """The largest r such that every offset in [-r, r] other than 0 is in `offsets`."""
+    have, r = set(offsets), 0
+    while r + 1 in have and -(r + 1) in have:
+        r += 1
+    return r
+
+
+class Band:
+    """Banded attention by blocks along one stride: the columns n = a * stride + c (c < stride) form
+    `stride` sequences (a = 0, 1, ...); each sequence is cut into blocks of `block`, and every block
+    attends to itself and its two neighbour blocks: 3 * block keys per query, covering the offsets
+    k * stride for |k| <= block. Stride 1 is an ordinary local band.
+
+    Shapes: x (..., N, C) <-> rows (..., stride, A / block, block, C), N padded to P = A * stride.
+    """
+
+    def __init__(self, stride: int, block: int, N: int, device):
+        self.stride, self.block, self.N = stride, block, N
+        self.P = -(-N // (stride * block)) * stride * block  # N rounded up to whole blocks of every sequence
+        n = torch.arange(N, device=device)[:, None]
+        a, c = n // stride, n % stride
+        t = torch.arange(3 * block, device=device)[None, :]
+        self.key_pos = (a - a % block - block + t) * stride + c  # (N, 3 * block) column of each key
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., N, C) -> (..., stride, A / block, block, C), zeros in the padding."""
+        x = F.pad(x, (0, 0, 0, self.P - self.N)).unflatten(-2, (-1, self.stride))  # (..., A, stride, C)
+        return x.transpose(-2, -3).unflatten(-2, (-1, self.block))
+
+    def unrows(self, y: torch.Tensor) -> torch.Tensor:
+        """(..., stride, A / block, block, C) -> (..., N, C)."""
+        y = y.flatten(-3, -2).transpose(-2, -3)  # (..., A, stride, C)
+        return y.flatten(-3, -2)[..., : self.N, :]
+
+    def keys(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., N, D) -> (..., stride, A / block, 3 * block, D): each block's keys."""
+        blocks = F.pad(self.rows(x), (0, 0, 0, 0, 1, 1))  # (..., stride, A / block + 2, block, D)
+        return torch.cat([blocks[..., :-2, :, :], blocks[..., 1:-1, :, :], blocks[..., 2:, :, :]], dim=-2)
+
+    def scores(self, q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(..., N, D) queries with `keys` -> (..., N, 3 * block)."""
+        return self.unrows(self.rows(q) @ keys.transpose(-1, -2))
+
+    def aggregate(self, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """(..., N, 3 * block) weights -> (..., N, D)."""
+        return self.unrows(self.rows(weights) @ keys)
 
 
 class Neighbourhood:
     """Which columns each column of each level attends to, for one batch.
 
-    Two layouts with the same meaning: *dense* scores all N x N pairs and masks those out of reach;
-    *sparse* gathers only the K offsets in reach (memory and cost linear in N, used beyond
-    DENSE_UP_TO columns). Levels with unlimited reach force the dense layout.
+    Two layouts with the same meaning (tested equal):
+    *dense*   scores all N x N pairs and masks those out of reach (K = N keys per query);
+    *blocked* scores a near `Band` of stride 1 at every level (blocks of b = the widest local radius,
+              3b keys per query, covering every offset in [-b, b]) and, at each level with offsets
+              beyond b (the strided long-range keys of `local_sparse`, multiples of a stride s), a far
+              `Band` of stride s (3S keys per query): K = 3b + 3S, cost linear in N.
+    Keys out of a level's reach are masked. Levels with unlimited reach force the dense layout.
     """
 
     def __init__(self, offsets: list[list[int] | None], attention_mask: torch.Tensor, dense: bool | None = None):
@@ -77,28 +131,20 @@ class Neighbourhood:
         key_ok = attention_mask.bool()  # (B, N)
         pos = torch.arange(N, device=device)
         unlimited = any(o is None for o in offsets)
-        k_max = max((len(o) for o in offsets if o is not None), default=N)
-        self.dense = (unlimited or N <= max(DENSE_UP_TO, 2 * k_max)) if dense is None else dense
+        self.dense = (unlimited or N <= DENSE_UP_TO) if dense is None else dense
         if self.dense:
             rel = pos[None, :] - pos[:, None]  # (N, N) offset j - i
             in_reach = torch.stack([
                 rel != 0 if o is None else torch.isin(rel, torch.tensor(o, device=device)) for o in offsets
             ])  # (L, N, N)
             self.valid = in_reach[:, None] & key_ok[None, :, None, :]  # (L, B, N, K=N)
-            self.key_pos = pos.float().expand(len(offsets), 1, N, N)  # (L, 1, N, K)
+            self.key_pos = pos.float().expand(len(offsets), 1, N, N)  # (L, 1, N, K) position of each key
+            self.pairs = [N * N for _ in offsets]  # (query, key) pairs scored by matmul per level, one sequence
         else:
             if unlimited:
-                raise ValueError("the sparse layout needs a bounded reach at every level")
-            off = torch.zeros(len(offsets), k_max, dtype=torch.long, device=device)
-            off_ok = torch.zeros(len(offsets), k_max, dtype=torch.bool, device=device)
-            for lvl, o in enumerate(offsets):
-                off[lvl, : len(o)] = torch.tensor(o, device=device)
-                off_ok[lvl, : len(o)] = True
-            idx = pos[None, :, None] + off[:, None, :]  # (L, N, K)
-            in_range = (idx >= 0) & (idx < N) & off_ok[:, None, :]
-            self.index = idx.clamp(0, N - 1)  # (L, N, K)
-            self.valid = in_range[:, None] & key_ok[:, self.index].transpose(0, 1)  # (L, B, N, K)
-            self.key_pos = self.index.float()[:, None]  # (L, 1, N, K)
+                raise ValueError("the blocked (sparse) layout needs a bounded reach at every level")
+            self._init_blocked(offsets, key_ok)
+        self.keys_per_query = self.valid.shape[-1]
         self.valid = self.valid & key_ok[None, :, :, None]  # padded queries attend to nothing
         self.has_keys = self.valid.any(-1)  # (L, B, N)
         # additive mask for softmax: 0 in reach, -inf elsewhere; 0 on rows with no key at all (their
@@ -106,34 +152,75 @@ class Neighbourhood:
         no_key = ~self.has_keys[..., None]
         self.bias = torch.zeros(self.valid.shape, device=device).masked_fill(~self.valid & ~no_key, float("-inf"))
 
-    def keys(self, z: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor:
-        """The keys of each query, gathered once and shared by `scores` and `aggregate`.
+    def _init_blocked(self, offsets: list[list[int]], key_ok: torch.Tensor) -> None:
+        N, device = key_ok.shape[1], key_ok.device
+        b = max(1, max(local_radius(o) for o in offsets))
+        far = [[x for x in o if abs(x) > b] for o in offsets]  # per level, the offsets the near band misses
+        strides = [math.gcd(*f) for f in far]  # 0 where a level has none
+        block = max([max(abs(x) for x in f) // s for f, s in zip(far, strides) if f], default=0)
+        self.near = Band(1, b, N, device)
+        self.far = [Band(s, block, N, device) if s else None for s in strides]  # per level
+        self.block = b
+        self.pairs = [self.near.P * 3 * b + (band.P * 3 * block if band else 0) for band in self.far]  # padded rows x keys
+        n = torch.arange(N, device=device)[:, None]
+        key_pos, in_reach = [], []
+        for o, f, band in zip(offsets, far, self.far):
+            near = torch.tensor([x for x in o if abs(x) <= b] or [0], device=device)
+            pos, ok = [self.near.key_pos], [torch.isin(self.near.key_pos - n, near) & (self.near.key_pos != n)]
+            if block:
+                far_pos = band.key_pos if band else n.expand(N, 3 * block)
+                pos.append(far_pos)
+                ok.append(torch.isin(far_pos - n, torch.tensor(f, device=device)) if band else torch.zeros_like(far_pos, dtype=torch.bool))
+            key_pos.append(torch.cat(pos, dim=-1))
+            in_reach.append(torch.cat(ok, dim=-1))
+        key_pos, in_reach = torch.stack(key_pos), torch.stack(in_reach)  # (L, N, K)
+        in_reach &= (key_pos >= 0) & (key_pos < N)
+        key_pos = key_pos.clamp(0, N - 1)
+        self.valid = in_reach[:, None] & key_ok[:, key_pos].transpose(0, 1)  # (B, L, N, K) -> (L, B, N, K)
+        self.key_pos = key_pos.float()[:, None]  # (L, 1, N, K)
 
-        z (L', B, N, D) for `levels` -> dense: z itself; sparse: (L', B, N, K, D).
+    # -- the three steps of attention with values = keys ------------------------------------------
+    def keys(self, z: torch.Tensor, levels: slice = slice(None)) -> torch.Tensor | tuple:
+        """The keys of each query, built once and shared by `scores` and `aggregate`.
+
+        z (L', B, N, D) holds the levels `levels` -> dense: z itself; blocked: the near band's keys
+        for all L' levels and, per level, its far band's keys (None where it has none).
         """
         if self.dense:
             return z
-        index = self.index[levels]  # (L', N, K)
-        lvl = torch.arange(index.shape[0], device=z.device)[:, None, None]  # (L', 1, 1)
-        return z[lvl, :, index].permute(0, 3, 1, 2, 4)  # (L', N, K, B, D) -> (L', B, N, K, D)
+        far = [band.keys(zl) if band else None for zl, band in zip(z, self.far[levels])]
+        return self.near.keys(z), far, self.far[levels]
 
-    def scores(self, q: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def scores(self, q: torch.Tensor, keys) -> torch.Tensor:
         """Dot products of queries (L', B, N, D) with their `keys` -> (L', B, N, K). Scores of keys out of
         reach are computed but meaningless: mask them after any scaling (a scaled -inf has a NaN
         gradient)."""
         if self.dense:
             return q @ keys.transpose(-1, -2)
-        return torch.einsum("lbnd,lbnkd->lbnk", q, keys)
+        near_keys, far_keys, far_bands = keys
+        s = self.near.scores(q, near_keys)  # (L', B, N, 3b)
+        if not any(far_bands):
+            return s
+        width = self.keys_per_query - s.shape[-1]
+        far = [band.scores(ql, k) if band else ql.new_zeros(*ql.shape[:-1], width)  # (B, N, 3S); zeros are masked
+               for ql, k, band in zip(q, far_keys, far_bands)]
+        return torch.cat([s, torch.stack(far)], dim=-1)
 
     def softmax(self, scores: torch.Tensor) -> torch.Tensor:
         """Softmax over keys in reach (L, B, N, K); rows with no key get all-zero weights (not NaN)."""
         return torch.softmax(scores + self.bias, dim=-1) * self.has_keys[..., None]
 
-    def aggregate(self, weights: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def aggregate(self, weights: torch.Tensor, keys) -> torch.Tensor:
         """(L, B, N, K) weights over `keys` (values = keys) -> (L, B, N, D)."""
         if self.dense:
             return weights @ keys
-        return torch.einsum("lbnk,lbnkd->lbnd", weights, keys)
+        near_keys, far_keys, far_bands = keys
+        near = 3 * self.block
+        out = self.near.aggregate(weights[..., :near].contiguous(), near_keys)  # (L, B, N, D)
+        if not any(far_bands):
+            return out
+        return torch.stack([o + band.aggregate(w[..., near:].contiguous(), k) if band else o
+                            for o, w, k, band in zip(out, weights, far_keys, far_bands)])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -440,7 +527,7 @@ class GlomTextModel(GlomTextPreTrainedModel):
         """
         input_ids, attention_mask: (B, N). num_iterations: T for this call (default config.num_iterations).
         initial_state: (B, N0, L, D) warm start (e.g. the previous state of a growing text, N0 <= N);
-            columns beyond N0 start fresh. sparse_attention: force the sparse (True) or dense (False)
+            columns beyond N0 start fresh. sparse_attention: force the blocked (True) or dense (False)
             neighbourhood layout; by default the cheaper one is chosen.
         """
         T = self.config.num_iterations if num_iterations is None else num_iterations

@@ -16,7 +16,7 @@ from transformers import BertForMaskedLM
 from glomtext import GlomTextConfig, GlomTextForMaskedLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as when running the scripts there
-from flops import bert_config_like, bert_train_flops, consensus_keys, glom_train_flops, masked_count  # noqa: E402
+from flops import bert_config_like, bert_train_flops, consensus_pairs, glom_train_flops, masked_count  # noqa: E402
 
 VOCAB = 100
 FRACTION = 0.15
@@ -24,7 +24,7 @@ FRACTION = 0.15
 
 def tiny_glom(**kw) -> GlomTextConfig:
     base = dict(vocab_size=VOCAB, hidden_size=16, num_levels=3, num_iterations=2, max_position_embeddings=64,
-                reach_window=1, reach_sparse_keys=2)  # offsets per level: 2, 8, 12 keys
+                reach_window=1, reach_sparse_keys=2)  # offsets per level: 2, 8, 12 (see test_modeling's blocked geometry)
     return GlomTextConfig(**{**base, **kw})
 
 
@@ -49,7 +49,7 @@ def counted(model: torch.nn.Module, inputs: dict) -> tuple[int, int]:
     return forward, fc.get_total_flops()
 
 
-@pytest.mark.parametrize("seq_len,dense", [(16, True), (40, False)])  # the model's dense choice; the sparse layout, forced
+@pytest.mark.parametrize("seq_len,dense", [(16, True), (40, False)])  # the model's dense choice; the blocked layout, forced
 @pytest.mark.parametrize("overrides", [
     {},
     {"island_loss_weight": 0.0},
@@ -60,7 +60,9 @@ def test_glom_count_equals_flop_counter(seq_len, dense, overrides):
     torch.manual_seed(0)
     cfg = tiny_glom(**overrides)
     sparse = None if dense else True
-    assert consensus_keys(cfg, seq_len, sparse_attention=sparse) == (dense, seq_len if dense else 12)
+    # blocked, 40 columns: near band 40 x 12 keys at every level; far band (stride 8, blocks of 2,
+    # 40 padded to 48) 48 x 6 at levels 1 and 2
+    assert consensus_pairs(cfg, seq_len, sparse_attention=sparse) == (dense, [16 * 16] * 3 if dense else [480, 768, 768])
     forward, backward = counted(GlomTextForMaskedLM(cfg), {**mlm_inputs(2, seq_len), "sparse_attention": sparse})
     f = glom_train_flops(cfg, 2, seq_len, FRACTION, sparse_attention=sparse)
     assert (f.total_forward, f.total - f.total_forward) == (forward, backward)
@@ -69,7 +71,7 @@ def test_glom_count_equals_flop_counter(seq_len, dense, overrides):
 def test_glom_count_with_full_reach_and_forced_sparse_layout():
     torch.manual_seed(0)
     full = tiny_glom(attention_reach="full")
-    assert consensus_keys(full, 40) == (True, 40)
+    assert consensus_pairs(full, 40) == (True, [40 * 40] * 3)
     assert glom_train_flops(full, 2, 40, FRACTION).total == sum(counted(GlomTextForMaskedLM(full), mlm_inputs(2, 40)))
     local = tiny_glom()
     model = GlomTextForMaskedLM(local)
@@ -115,11 +117,13 @@ def test_bert_count_by_hand():
 
 def test_layout_follows_the_model_choice_for_the_base_preset():
     cfg = GlomTextConfig(hidden_size=256, num_levels=5, num_iterations=10, max_position_embeddings=2048)
-    # local_sparse reach of the top level: 2 * 32 local + 2 * 8 strided offsets = 80 keys
-    assert consensus_keys(cfg, 1024) == (True, 1024)  # dense up to DENSE_UP_TO columns
-    assert consensus_keys(cfg, 1025) == (False, 80)
+    assert consensus_pairs(cfg, 384) == (True, [384 * 384] * 5)  # dense up to DENSE_UP_TO columns
+    # blocked: near band in blocks of b = 32 (the top level's local radius), 385 padded to 416, 96 keys;
+    # levels 2-4 add a far band of stride 16, 32, 64 in blocks of 8 (385 padded to 512), 24 keys
+    near = 416 * 96
+    assert consensus_pairs(cfg, 385) == (False, [near, near] + [near + 512 * 24] * 3)
     with pytest.raises(ValueError, match="bounded reach"):
-        consensus_keys(GlomTextConfig(attention_reach="full"), 64, sparse_attention=True)
+        consensus_pairs(GlomTextConfig(attention_reach="full"), 64, sparse_attention=True)
 
 
 def test_masked_count():

@@ -90,18 +90,42 @@ def test_padding_does_not_change_real_columns():
     torch.testing.assert_close(padded, alone, atol=1e-6, rtol=0)
 
 
-def test_dense_and_sparse_neighbourhoods_agree():
+@pytest.mark.parametrize("N", [40, 37])  # whole blocks of b = 4 columns, and a ragged last block
+@pytest.mark.parametrize("overrides", [{}, {"attention_reach": "local"}, {"top_down_position": "island", "num_levels": 4}])
+def test_dense_and_blocked_neighbourhoods_agree(N, overrides):
+    """Same states, island loss and gradients from both layouts (local_sparse: band keys and far keys)."""
     torch.manual_seed(0)
-    model = GlomTextModel(tiny_config(reach_window=1, reach_sparse_keys=2)).eval()
-    ids, mask = batch(N=40)
-    dense = model(ids, mask, sparse_attention=False, return_island_loss=True)
-    sparse = model(ids, mask, sparse_attention=True, return_island_loss=True)
+    model = GlomTextModel(tiny_config(reach_window=1, reach_sparse_keys=2, **overrides))
+    ids, mask = batch(N=N)
     real = mask.bool()
-    torch.testing.assert_close(dense.states[real], sparse.states[real], atol=1e-5, rtol=0)
-    torch.testing.assert_close(dense.island_loss, sparse.island_loss, atol=1e-5, rtol=0)
+    runs = []
+    for sparse in (False, True):
+        model.zero_grad()
+        out = model(ids, mask, sparse_attention=sparse, return_island_loss=True)
+        (out.states[real].square().sum() * 0.01 + out.island_loss).backward()
+        runs.append((out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (dense, dense_grads), (blocked, blocked_grads) = runs
+    torch.testing.assert_close(dense.states[real], blocked.states[real], atol=1e-5, rtol=0)
+    torch.testing.assert_close(dense.island_loss, blocked.island_loss, atol=1e-5, rtol=0)
+    torch.testing.assert_close(dense_grads, blocked_grads, atol=1e-4, rtol=1e-4)
 
 
-def test_full_reach_cannot_use_sparse_layout():
+def test_blocked_layout_geometry():
+    """Reach of 3 levels with reach_window=1, 2 sparse keys: offsets within 1, 2, 4 and strided keys
+    at +-4, +-8 (level 1) and +-8, +-16 (level 2). Near band: blocks of b = 4, 12 keys. Beyond 4: +-8
+    (level 1) and +-8, +-16 (level 2), a far band of stride 8 with blocks of 2 (6 keys)."""
+    offsets = reach_offsets(tiny_config(reach_window=1, reach_sparse_keys=2))
+    assert offsets[1] == [-8, -4, -2, -1, 1, 2, 4, 8] and offsets[2] == [-16, -8, -4, -3, -2, -1, 1, 2, 3, 4, 8, 16]
+    hood = Neighbourhood(offsets, torch.ones(1, 30), dense=False)
+    assert hood.block == 4 and hood.keys_per_query == 12 + 6
+    assert [band and (band.stride, band.block) for band in hood.far] == [None, (8, 2), (8, 2)]
+    for lvl, o in enumerate(offsets):
+        for n in (0, 5, 13, 29):
+            seen = sorted(int(p) - n for p in hood.key_pos[lvl, 0, n][hood.valid[lvl, 0, n]])
+            assert seen == [x for x in o if 0 <= n + x < 30], (lvl, n)
+
+
+def test_full_reach_cannot_use_blocked_layout():
     with pytest.raises(ValueError, match="bounded reach"):
         Neighbourhood([None, [1]], torch.ones(1, 4), dense=False)
 
