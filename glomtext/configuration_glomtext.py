@@ -43,8 +43,8 @@ class GlomTextConfig(PretrainedConfig):
         "local_sparse": as "local", and the upper half of the levels also sees reach_sparse_keys columns
             on each side at strides of 2 * its local radius, so the cost per level stays constant as the
             sentence grows while the reach spans it.
-    Settling (GLOM.md 5): num_iterations (T, overridable per call); checkpoint_iterations recomputes each
-        iteration in the backward pass so memory does not grow with T.
+    Settling (GLOM.md 5): num_iterations (T, overridable per call); checkpoint_iterations recomputes the
+        iterations in the backward pass (two-level, segments of ~sqrt(T)), so memory grows with sqrt(T).
     Training (GLOM.md 7): mlm_level (the level the MLM head reads), island_loss_weight and
         island_loss_temperature (the island regulariser), tie_word_embeddings.
     """

@@ -542,16 +542,29 @@ class GlomTextModel(GlomTextPreTrainedModel):
         z = self._start(front_end, initial_state)  # (L, B, N, D)
         hood = Neighbourhood(self.settling.offsets, attention_mask, dense=None if sparse_attention is None else not sparse_attention)
         history = [z] if output_all_states else None
-        for _ in range(T):
-            if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                z = checkpoint(self.settling, z, front_end, hood, use_reentrant=False)
-            else:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            # two-level checkpointing: keep the state only at the start of each segment of ~sqrt(T)
+            # iterations; the backward pass reruns a segment, keeping its iterations' inputs, and then
+            # each iteration. Memory ~ 2 sqrt(T) states instead of T, for one more forward pass.
+            size = 1 if history is not None else math.ceil(math.sqrt(T))
+            for start in range(0, T, size):
+                z = checkpoint(self._settle, z, front_end, hood, min(size, T - start), use_reentrant=False)
+                if history is not None:
+                    history.append(z)
+        else:
+            for _ in range(T):
                 z = self.settling(z, front_end, hood)
-            if history is not None:
-                history.append(z)
+                if history is not None:
+                    history.append(z)
         island = self.settling.island_loss(z, front_end, hood, attention_mask.bool()) if return_island_loss else None
         return GlomTextModelOutput(states=batch_major(z), front_end=front_end, island_loss=island,
                                    all_states=tuple(map(batch_major, history)) if history else None)
+
+    def _settle(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, iterations: int) -> torch.Tensor:
+        """`iterations` settling steps, each checkpointed: one segment of the two-level checkpointing."""
+        for _ in range(iterations):
+            z = checkpoint(self.settling, z, front_end, hood, use_reentrant=False) if iterations > 1 else self.settling(z, front_end, hood)
+        return z
 
     def _start(self, front_end: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:
         """The state before the first iteration, level-major (L, B, N, D); a warm start covers its columns."""

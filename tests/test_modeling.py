@@ -236,13 +236,14 @@ def test_no_masked_position_gives_zero_mlm_loss():
     assert out.island_loss is None and out.loss.item() == 0.0
 
 
-def test_checkpointed_iterations_give_the_same_gradients():
+@pytest.mark.parametrize("T", [1, 3, 7])  # segments of 1; of 2 and 1; of 3, 3 and 1
+def test_checkpointed_iterations_give_the_same_gradients(T):
     ids, mask = batch()
     labels = ids.masked_fill(mask == 0, -100)
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(0)
-        model = GlomTextForMaskedLM(tiny_config(checkpoint_iterations=ckpt)).train()
+        model = GlomTextForMaskedLM(tiny_config(checkpoint_iterations=ckpt, num_iterations=T)).train()
         model(ids, mask, labels=labels).loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])
