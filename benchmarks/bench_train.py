@@ -4,6 +4,7 @@
     python benchmarks/bench_train.py --json bench.json                        # full run on CPU
     python benchmarks/bench_train.py --device cuda --dtype bf16 --json bench.json
     python benchmarks/bench_train.py --sections utilisation profile
+    python benchmarks/bench_train.py --sections utilisation --compile        # also both models compiled
 
 Sections (see benchmarks/README.md):
     utilisation  training step of the `base` GLOM and of a BertForMaskedLM of the same width:
@@ -169,7 +170,7 @@ def measure_training(name: str, model: torch.nn.Module, flops: int, sizes: Sizes
     seconds = median_seconds(train_step(model, batch, args.device, args.dtype), args.device, sizes.warmup, sizes.repeats)
     row = dict(step_s=seconds, tokens_per_s=sizes.batch_size * sizes.seq_len / seconds, step_gflop=flops / 1e9,
                achieved_gflops=flops / seconds / 1e9, utilisation=flops / seconds / dense)
-    print(f"  {name:<5} {row['step_s']:8.3f} {row['tokens_per_s']:10.0f} {row['step_gflop']:10.1f} "
+    print(f"  {name:<6} {row['step_s']:8.3f} {row['tokens_per_s']:10.0f} {row['step_gflop']:10.1f} "
           f"{row['achieved_gflops']:12.1f} {row['utilisation']:12.3f}", flush=True)
     return row
 
@@ -189,17 +190,30 @@ def section_utilisation(args, sizes: Sizes) -> dict:
           f"{bert_cfg.num_attention_heads} heads, intermediate {bert_cfg.intermediate_size}, "
           f"attention {bert_model.config._attn_implementation}")
     print(f"  dense {n}^3 matmul ({args.dtype}): {dense / 1e9:.1f} GFLOP/s")
-    print(f"  {'model':<5} {'step_s':>8} {'tokens/s':>10} {'GFLOP/step':>10} {'GFLOP/s':>12} {'utilisation':>12}")
-    glom = measure_training("glom", glom_model, glom_flops.total, sizes, args, dense)
-    bert = measure_training("bert", bert_model, bert_train_flops(bert_cfg, B, N).total, sizes, args, dense)
-    ratios = dict(utilisation_ratio=glom["utilisation"] / bert["utilisation"],
-                  tokens_per_s_ratio=glom["tokens_per_s"] / bert["tokens_per_s"])
+    print(f"  {'model':<6} {'step_s':>8} {'tokens/s':>10} {'GFLOP/step':>10} {'GFLOP/s':>12} {'utilisation':>12}")
+    bert_flops = bert_train_flops(bert_cfg, B, N).total
+    rows = dict(glom=measure_training("glom", glom_model, glom_flops.total, sizes, args, dense),
+                bert=measure_training("bert", bert_model, bert_flops, sizes, args, dense))
+    pairs = [("glom", "bert")]
+    if args.compile:  # compilation happens in the untimed warm-up steps
+        torch.manual_seed(0)
+        glom_model = GlomTextForMaskedLM(glom_cfg)
+        glom_model.glomtext.settling.compile()  # what pretrain --torch_compile does
+        rows["glom+c"] = measure_training("glom+c", glom_model, glom_flops.total, sizes, args, dense)
+        rows["bert+c"] = measure_training("bert+c", torch.compile(bert_model), bert_flops, sizes, args, dense)
+        pairs += [("glom+c", "bert+c"), ("glom+c", "bert")]
     parts = ", ".join(f"{k} {v / glom_flops.total:.0%}" for k, v in glom_flops.by_part().items())
     print(f"  GLOM FLOPs by part: {parts}")
-    print(f"  GLOM/BERT utilisation ratio: {ratios['utilisation_ratio']:.3f} (target >= 0.8)")
-    print(f"  GLOM/BERT tokens/s ratio:    {ratios['tokens_per_s_ratio']:.3f}")
-    return dict(batch_size=B, seq_len=N, dense_matmul_n=n, dense_matmul_gflops=dense / 1e9, glom=glom, bert=bert,
-                glom_gflop_by_part={k: v / 1e9 for k, v in glom_flops.by_part().items()}, **ratios)
+    ratios = {}
+    for g, b in pairs:
+        ratios[f"{g}/{b}"] = dict(utilisation_ratio=rows[g]["utilisation"] / rows[b]["utilisation"],
+                                  tokens_per_s_ratio=rows[g]["tokens_per_s"] / rows[b]["tokens_per_s"])
+        print(f"  {g}/{b}: utilisation ratio {ratios[f'{g}/{b}']['utilisation_ratio']:.3f} (target >= 0.8), "
+              f"tokens/s ratio {ratios[f'{g}/{b}']['tokens_per_s_ratio']:.3f}")
+    if args.compile:
+        print("  (+c: torch.compile; GLOM compiles its settling step, BERT the whole model)")
+    return dict(batch_size=B, seq_len=N, dense_matmul_n=n, dense_matmul_gflops=dense / 1e9, **rows,
+                glom_gflop_by_part={k: v / 1e9 for k, v in glom_flops.by_part().items()}, ratios=ratios)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -358,6 +372,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small batches and few repeats: a smoke test, not a measurement")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     p.add_argument("--json", default=None, metavar="PATH", help="also write all numbers to this JSON file")
+    p.add_argument("--compile", action="store_true", help="utilisation: also time both models under torch.compile")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice); "
                    "1 gives steadier timings on a machine that other jobs share")
     args = p.parse_args(argv)

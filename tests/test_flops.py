@@ -153,6 +153,6 @@ def test_bench_train_quick_utilisation_runs(tmp_path):
     result = json.loads(out.read_text())["utilisation"]
     glom, bert = result["glom"], result["bert"]
     assert glom["step_s"] > 0 and bert["step_s"] > 0
-    assert result["utilisation_ratio"] == pytest.approx(glom["utilisation"] / bert["utilisation"])
+    assert result["ratios"]["glom/bert"]["utilisation_ratio"] == pytest.approx(glom["utilisation"] / bert["utilisation"])
     # the FLOPs behind the utilisation are the analytic ones for the quick batch (2 x 32)
     assert glom["step_gflop"] * 1e9 == pytest.approx(glom_train_flops(bench_train.glom_config(), 2, 32, FRACTION).total)

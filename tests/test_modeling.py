@@ -249,6 +249,22 @@ def test_checkpointed_iterations_give_the_same_gradients(T):
     torch.testing.assert_close(grads[0], grads[1])
 
 
+def test_compiled_settling_gives_the_same_loss_and_gradients():
+    """torch.compile of the settling step (pretrain --torch_compile), with two-level checkpointing on."""
+    ids, mask = batch()
+    labels = ids.masked_fill(mask == 0, -100)
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = GlomTextForMaskedLM(tiny_config(checkpoint_iterations=True, num_iterations=4)).train()
+        if compiled:
+            model.glomtext.settling.compile()
+        out = model(ids, mask, labels=labels)
+        out.loss.backward()
+        results.append((out.loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=1e-5)
+
+
 def test_mlm_loss_falls_on_a_tiny_corpus():
     """Two 5-piece sentences, each piece masked in turn (10 rows, full batch): the masked piece is
     predictable from its neighbours, so the loss must fall far below chance (log 20 = 3.0)."""
