@@ -164,15 +164,27 @@ def environment(args: argparse.Namespace) -> dict:
 # a. utilisation
 
 
-def measure_training(name: str, model: torch.nn.Module, flops: int, sizes: Sizes, args, dense: float) -> dict:
-    """Time a training step of `model` and turn it into tokens/s, FLOP/s and utilisation."""
+def measure_training(models: dict[str, tuple[torch.nn.Module, int]], sizes: Sizes, args, dense: float) -> dict[str, dict]:
+    """Time training steps of several models, interleaved (one step of each in turn, so that a slow
+    spell of the machine hits all of them alike), and turn the median step time of each into
+    tokens/s, FLOP/s and utilisation. models: name -> (model, analytic FLOPs of one step)."""
     batch = mlm_batch(sizes.batch_size, sizes.seq_len, args.device)
-    seconds = median_seconds(train_step(model, batch, args.device, args.dtype), args.device, sizes.warmup, sizes.repeats)
-    row = dict(step_s=seconds, tokens_per_s=sizes.batch_size * sizes.seq_len / seconds, step_gflop=flops / 1e9,
-               achieved_gflops=flops / seconds / 1e9, utilisation=flops / seconds / dense)
-    print(f"  {name:<6} {row['step_s']:8.3f} {row['tokens_per_s']:10.0f} {row['step_gflop']:10.1f} "
-          f"{row['achieved_gflops']:12.1f} {row['utilisation']:12.3f}", flush=True)
-    return row
+    steps = {name: train_step(model, batch, args.device, args.dtype) for name, (model, _) in models.items()}
+    for step in steps.values():  # warm-up (and compilation) outside the timing
+        for _ in range(sizes.warmup):
+            step()
+    times = {name: [] for name in steps}
+    for _ in range(sizes.repeats):
+        for name, step in steps.items():
+            times[name].append(median_seconds(step, args.device, warmup=0, repeats=1))
+    rows = {}
+    for name, (_, flops) in models.items():
+        seconds = statistics.median(times[name])
+        rows[name] = row = dict(step_s=seconds, tokens_per_s=sizes.batch_size * sizes.seq_len / seconds, step_gflop=flops / 1e9,
+                                achieved_gflops=flops / seconds / 1e9, utilisation=flops / seconds / dense)
+        print(f"  {name:<6} {row['step_s']:8.3f} {row['tokens_per_s']:10.0f} {row['step_gflop']:10.1f} "
+              f"{row['achieved_gflops']:12.1f} {row['utilisation']:12.3f}", flush=True)
+    return rows
 
 
 def section_utilisation(args, sizes: Sizes) -> dict:
@@ -192,16 +204,15 @@ def section_utilisation(args, sizes: Sizes) -> dict:
     print(f"  dense {n}^3 matmul ({args.dtype}): {dense / 1e9:.1f} GFLOP/s")
     print(f"  {'model':<6} {'step_s':>8} {'tokens/s':>10} {'GFLOP/step':>10} {'GFLOP/s':>12} {'utilisation':>12}")
     bert_flops = bert_train_flops(bert_cfg, B, N).total
-    rows = dict(glom=measure_training("glom", glom_model, glom_flops.total, sizes, args, dense),
-                bert=measure_training("bert", bert_model, bert_flops, sizes, args, dense))
+    models = dict(glom=(glom_model, glom_flops.total), bert=(bert_model, bert_flops))
     pairs = [("glom", "bert")]
     if args.compile:  # compilation happens in the untimed warm-up steps
         torch.manual_seed(0)
-        glom_model = GlomTextForMaskedLM(glom_cfg)
-        glom_model.glomtext.settling.compile()  # what pretrain --torch_compile does
-        rows["glom+c"] = measure_training("glom+c", glom_model, glom_flops.total, sizes, args, dense)
-        rows["bert+c"] = measure_training("bert+c", torch.compile(bert_model), bert_flops, sizes, args, dense)
+        compiled = GlomTextForMaskedLM(glom_cfg)
+        compiled.glomtext.settling.compile()  # what pretrain --torch_compile does
+        models.update({"glom+c": (compiled, glom_flops.total), "bert+c": (torch.compile(BertForMaskedLM(bert_cfg)), bert_flops)})
         pairs += [("glom+c", "bert+c"), ("glom+c", "bert")]
+    rows = measure_training(models, sizes, args, dense)
     parts = ", ".join(f"{k} {v / glom_flops.total:.0%}" for k, v in glom_flops.by_part().items())
     print(f"  GLOM FLOPs by part: {parts}")
     ratios = {}
