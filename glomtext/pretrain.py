@@ -454,6 +454,8 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
     # model and optimisation ----------------------------------------------------------------
     model = build_model(args, tokenizer)
     if args.torch_compile:
+        if accelerator.device.type == "cpu" and not any(map(shutil.which, (os.environ.get("CXX", "g++"), "clang++"))):
+            raise SystemExit("--torch_compile on CPU needs a C++ compiler (g++ or clang++, or set CXX); none was found")
         model.glomtext.settling.compile()  # the one module run T times per step; the rest stays eager
     if accelerator.is_main_process:
         check_disk_space(output_dir, model, checkpointing=args.checkpointing_steps is not None)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+
+import pytest
 import torch
 from nltk import Tree
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
@@ -12,6 +15,9 @@ from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
 # six words, "he shut the noisy kids up": "shut ... up" is a discontinuous island at level 1
 SHUT_UP = [[[0], [1], [2], [3], [4], [5]], [[0], [1, 5], [2, 3, 4]], [[0], [1, 2, 3, 4, 5]], [[0, 1, 2, 3, 4, 5]]]
 PLANTED = Tree.fromstring("(S (NP the cat) (VP sat (PP on (NP the mat))))")
+
+# torch.compile's CPU backend (inductor) builds C++: tests of --torch_compile need a compiler
+needs_cxx = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")), reason="torch.compile on CPU needs a C++ compiler")
 
 # ------------------------------------------------------------------------------------------------
 

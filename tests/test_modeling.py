@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from support import needs_cxx
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
@@ -249,6 +250,7 @@ def test_checkpointed_iterations_give_the_same_gradients(T):
     torch.testing.assert_close(grads[0], grads[1])
 
 
+@needs_cxx
 def test_compiled_settling_gives_the_same_loss_and_gradients():
     """torch.compile of the settling step (pretrain --torch_compile), with two-level checkpointing on."""
     ids, mask = batch()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from support import needs_cxx
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import glomtext  # noqa: F401  (registers the Auto classes)
@@ -80,6 +81,18 @@ def test_resume_reproduces_an_uninterrupted_run(full_run, tmp_path):
     a, b = load_file(full_run / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@needs_cxx
+def test_compiled_run_follows_the_eager_run(full_run, tmp_path):
+    """--torch_compile with the same tokenizer and seed: the same losses, up to float rounding."""
+    compiled = tmp_path / "compiled"
+    compiled.mkdir()
+    shutil.copytree(full_run / "tokenizer", compiled / "tokenizer")
+    pretrain("--output_dir", str(compiled), "--max_train_steps", "6", "--torch_compile", *TINY)
+    eager, again = losses(full_run), losses(compiled)
+    assert sorted(again) == sorted(eager) == [1, 2, 3, 4, 5, 6]
+    assert [again[s] for s in sorted(again)] == pytest.approx([eager[s] for s in sorted(eager)], abs=1e-4)
 
 
 def test_second_run_refuses_to_clobber_the_first(full_run):
