@@ -337,7 +337,7 @@ def section_scaling(args, sizes: Sizes) -> dict:
                 with torch.no_grad(), autocast(args.device, args.dtype):
                     model(input_ids=ids)
 
-            times.append(median_seconds(forward, args.device, warmup=1, repeats=max(1, sizes.repeats // 2)))
+            times.append(median_seconds(forward, args.device, warmup=1, repeats=sizes.repeats))
             dense, pairs = consensus_pairs(cfg, n)
             print(f"  {reach:<12} N={n:<5} {times[-1]:8.4f} s  ({'dense' if dense else 'blocked'}, "
                   f"{pairs[-1] / n:.0f} keys/query at the top level)", flush=True)
