@@ -3,7 +3,7 @@
 Shape legend
     B  batch                     N  columns (word pieces)       L  levels
     D  level width (hidden_size) H  MLP hidden width            V  vocabulary
-    K  keys a column attends to (N for the dense neighbourhood, a fixed number for the sparse one)
+    K  keys a column scores (N in the dense neighbourhood layout; 3b + 3S, fixed, in the blocked one)
     T  settling iterations       P  position features (top-down neural field)
 
 The public state is (B, N, L, D). Inside the settling loop the state is kept level-major,
@@ -562,8 +562,10 @@ class GlomTextModel(GlomTextPreTrainedModel):
 
     def _settle(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, iterations: int) -> torch.Tensor:
         """`iterations` settling steps, each checkpointed: one segment of the two-level checkpointing."""
+        if iterations == 1:  # the segment's own checkpoint already covers it
+            return self.settling(z, front_end, hood)
         for _ in range(iterations):
-            z = checkpoint(self.settling, z, front_end, hood, use_reentrant=False) if iterations > 1 else self.settling(z, front_end, hood)
+            z = checkpoint(self.settling, z, front_end, hood, use_reentrant=False)
         return z
 
     def _start(self, front_end: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:
