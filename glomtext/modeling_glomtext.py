@@ -59,7 +59,7 @@ def reach_offsets(config: GlomTextConfig) -> list[list[int] | None]:
 
 
 # Inputs up to this many columns use the dense layout: on 2 CPU cores (base preset, batch 1, local_sparse)
-# the blocked layout took 1.07-1.12x the dense time at 256 columns, 0.87-0.99x at 384, 0.82-0.90x at 512
+# the blocked layout took 1.07-1.12x the dense time at 256 columns, 0.87-0.99x at 384, 0.82-0.91x at 512
 # and 0.62-0.63x at 1,024, in training steps and forward passes alike.
 DENSE_UP_TO = 384
 
