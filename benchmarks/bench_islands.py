@@ -4,7 +4,7 @@
     python benchmarks/bench_islands.py --hidden 384 --levels 6 --device cuda
     python benchmarks/bench_islands.py --model runs/tiny --input sentences.txt
 
-Measured, in sentences/s (best of --repeats runs over all sentences, after one warm-up batch):
+Measured, in sentences/s (best of --repeats runs over all sentences, after one untimed warm-up run):
   forward     tokenize + pad + model forward (what any use of the model pays)
   extraction  glomtext.islands.extract_islands: the same forward, then pooling to words, grouping
               into islands, adjacent distances and the Island objects
@@ -132,8 +132,9 @@ def main(argv=None) -> int:
     states = word_states(model, tokenizer, sentences, num_iterations=args.iterations, batch_size=args.batch_size, device=args.device)
     on_device = [[s.to(args.device) for s in chunk] for chunk in batches(states, args.batch_size)]
     # warm-up (kernels, allocator, tokenizer caches)
-    forward_only(model, tokenizer, sentences[: args.batch_size], args)
-    extraction(model, tokenizer, sentences[: args.batch_size], args)
+    forward_only(model, tokenizer, sentences, args)
+    extraction(model, tokenizer, sentences, args)
+    grouping(on_device, args)
     rates = {
         "forward": best_rate(lambda: forward_only(model, tokenizer, sentences, args), n, args.repeats),
         "extraction": best_rate(lambda: extraction(model, tokenizer, sentences, args), n, args.repeats),

@@ -38,7 +38,7 @@ from transformers import BertForMaskedLM
 
 from flops import bert_config_like, bert_train_flops, consensus_pairs, glom_train_flops, masked_count
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
-from glomtext.pretrain import PRESETS
+from glomtext.pretrain import PRESETS, reuse_large_allocations
 
 SECTIONS = ("utilisation", "memory", "scaling", "profile")
 VOCAB_SIZE = 8000
@@ -154,7 +154,8 @@ def device_name(device: str) -> str:
 def environment(args: argparse.Namespace) -> dict:
     env = dict(device=args.device, device_name=device_name(args.device), dtype=args.dtype, quick=args.quick,
                torch=torch.__version__, transformers=transformers.__version__, python=platform.python_version(),
-               torch_threads=torch.get_num_threads(), float32_matmul_precision=torch.get_float32_matmul_precision())
+               torch_threads=torch.get_num_threads(), float32_matmul_precision=torch.get_float32_matmul_precision(),
+               malloc_reuse=args.malloc_reuse)
     if args.device == "cuda":
         env["cuda"] = torch.version.cuda
     return env
@@ -386,6 +387,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="utilisation: also time both models under torch.compile")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice); "
                    "1 gives steadier timings on a machine that other jobs share")
+    p.add_argument("--default-malloc", action="store_true", help="CPU: keep glibc's default malloc thresholds instead "
+                   "of what glomtext.pretrain sets (reuse_large_allocations), for both models")
     args = p.parse_args(argv)
     if args.threads is not None and args.threads < 1:
         p.error("--threads must be >= 1")
@@ -398,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # as in glomtext.pretrain on CPU, for every model alike (the memory section's fresh processes set their own)
+    args.malloc_reuse = args.device == "cpu" and not args.default_malloc and reuse_large_allocations()
     sizes = QUICK if args.quick else Sizes()
     results = dict(environment=environment(args), sizes=asdict(sizes))
     print(" ".join(f"{k}={v}" for k, v in results["environment"].items()), flush=True)

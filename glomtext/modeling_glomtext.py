@@ -64,6 +64,13 @@ def reach_offsets(config: GlomTextConfig) -> list[list[int] | None]:
 DENSE_UP_TO = 384
 
 
+def host_tensor(values, device: torch.device) -> torch.Tensor:
+    """A small tensor built from Python values, on `device`, without a host-device sync: a plain
+    copy to a GPU waits for all work queued on the stream; a copy from pinned memory does not."""
+    t = torch.tensor(values)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
 def local_radius(offsets: list[int]) -> int:
     """The largest r such that every offset in [-r, r] other than 0 is in `offsets`."""
     have, r = set(offsets), 0
@@ -135,7 +142,7 @@ class Neighbourhood:
         if self.dense:
             rel = pos[None, :] - pos[:, None]  # (N, N) offset j - i
             in_reach = torch.stack([
-                rel != 0 if o is None else torch.isin(rel, torch.tensor(o, device=device)) for o in offsets
+                rel != 0 if o is None else torch.isin(rel, host_tensor(o, device)) for o in offsets
             ])  # (L, N, N)
             self.valid = in_reach[:, None] & key_ok[None, :, None, :]  # (L, B, N, K=N)
             self.key_pos = pos.float().expand(len(offsets), 1, N, N)  # (L, 1, N, K) position of each key
@@ -165,12 +172,12 @@ class Neighbourhood:
         n = torch.arange(N, device=device)[:, None]
         key_pos, in_reach = [], []
         for o, f, band in zip(offsets, far, self.far):
-            near = torch.tensor([x for x in o if abs(x) <= b] or [0], device=device)
+            near = host_tensor([x for x in o if abs(x) <= b] or [0], device)
             pos, ok = [self.near.key_pos], [torch.isin(self.near.key_pos - n, near) & (self.near.key_pos != n)]
             if block:
                 far_pos = band.key_pos if band else n.expand(N, 3 * block)
                 pos.append(far_pos)
-                ok.append(torch.isin(far_pos - n, torch.tensor(f, device=device)) if band else torch.zeros_like(far_pos, dtype=torch.bool))
+                ok.append(torch.isin(far_pos - n, host_tensor(f, device)) if band else torch.zeros_like(far_pos, dtype=torch.bool))
             key_pos.append(torch.cat(pos, dim=-1))
             in_reach.append(torch.cat(ok, dim=-1))
         key_pos, in_reach = torch.stack(key_pos), torch.stack(in_reach)  # (L, N, K)

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
+from glomtext.modeling_glomtext import host_tensor
+
 
 def pool_to_words(piece_states: torch.Tensor, word_ids: Sequence[int | None], num_words: int | None = None) -> torch.Tensor:
     """Mean of the states of each word's pieces.
@@ -24,8 +26,8 @@ def pool_to_words(piece_states: torch.Tensor, word_ids: Sequence[int | None], nu
     out = piece_states.new_zeros((num_words, *piece_states.shape[1:]))
     if not keep:
         return out
-    idx = torch.tensor(keep, device=piece_states.device)
-    wid = torch.tensor([word_ids[i] for i in keep], device=piece_states.device)
+    idx = host_tensor(keep, piece_states.device)
+    wid = host_tensor([word_ids[i] for i in keep], piece_states.device)
     out.index_add_(0, wid, piece_states[idx])
     counts = torch.zeros(num_words, device=piece_states.device, dtype=piece_states.dtype)
     counts.index_add_(0, wid, torch.ones_like(wid, dtype=piece_states.dtype))
