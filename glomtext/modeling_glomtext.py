@@ -235,7 +235,8 @@ class Neighbourhood:
 
 
 class LevelLinear(nn.Module):
-    """A linear map per level: (L, M, in) -> (L, M, out), one batched matmul for all levels."""
+    """A linear map per level: (L, M, in) -> (L, M, out), one batched matmul for all levels
+    (on CPU: one plain matmul per level into a shared output, see `PerLevelMatmul`)."""
 
     def __init__(self, num_levels: int, in_dim: int, out_dim: int):
         super().__init__()
@@ -243,7 +244,38 @@ class LevelLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_levels, 1, out_dim))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if h.device.type == "cpu" and not torch.compiler.is_compiling():
+            return PerLevelMatmul.apply(self.bias, h, self.weight)
         return torch.baddbmm(self.bias, h, self.weight)
+
+
+class PerLevelMatmul(torch.autograd.Function):
+    """torch.baddbmm(bias, h, weight) as one plain matmul per level, each written into its slice of
+    one output (and likewise for the gradients). On CPU the plain matmul kernels are faster than the
+    batched one: a training step of the base preset ran ~4-5% faster (interleaved A/B runs, 2 cores).
+    bias (L, 1, out), h (L, M, in), weight (L, in, out) -> (L, M, out)."""
+
+    @staticmethod
+    def forward(ctx, bias: torch.Tensor, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(h, weight)
+        out = h.new_empty(h.shape[0], h.shape[1], weight.shape[2])
+        for lvl in range(h.shape[0]):
+            torch.addmm(bias[lvl], h[lvl], weight[lvl], out=out[lvl])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        h, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_bias = grad.sum(1, keepdim=True) if ctx.needs_input_grad[0] else None
+        grad_h = torch.empty_like(h) if ctx.needs_input_grad[1] else None
+        grad_weight = torch.empty_like(weight) if ctx.needs_input_grad[2] else None
+        for lvl in range(h.shape[0]):
+            if grad_h is not None:
+                torch.mm(grad[lvl], weight[lvl].T, out=grad_h[lvl])
+            if grad_weight is not None:
+                torch.mm(h[lvl].T, grad[lvl], out=grad_weight[lvl])
+        return grad_bias, grad_h, grad_weight
 
 
 class LevelMLP(nn.Module):

@@ -7,7 +7,7 @@ from support import needs_cxx
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
-from glomtext.modeling_glomtext import Neighbourhood, reach_offsets
+from glomtext.modeling_glomtext import Neighbourhood, PerLevelMatmul, reach_offsets
 
 
 def tiny_config(**kw) -> GlomTextConfig:
@@ -331,3 +331,14 @@ def test_backbone_front_end_frozen_round_trip(tmp_path, monkeypatch):
     model.eval().save_pretrained(tmp_path)
     again = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(again(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+def test_per_level_matmul_is_baddbmm_with_the_same_gradients():
+    gen = torch.Generator().manual_seed(0)
+    bias, h, weight = (torch.randn(*shape, generator=gen, dtype=torch.float64, requires_grad=True)
+                       for shape in [(3, 1, 4), (3, 5, 2), (3, 2, 4)])
+    assert torch.allclose(PerLevelMatmul.apply(bias, h, weight), torch.baddbmm(bias, h, weight), rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(PerLevelMatmul.apply, (bias, h, weight))
+    frozen_h = h.detach()  # no gradient asked for an input: none computed
+    PerLevelMatmul.apply(bias, frozen_h, weight).sum().backward()
+    assert torch.allclose(weight.grad, frozen_h.sum(1)[:, :, None].expand(3, 2, 4), rtol=0, atol=1e-12)
