@@ -279,7 +279,8 @@ class PerLevelMatmul(torch.autograd.Function):
 
 
 class LevelMLP(nn.Module):
-    """One MLP per level, all levels computed together (no Python loop over levels).
+    """One MLP per level, all levels computed together: each layer is one batched matmul (on CPU, one
+    plain matmul per level into a shared output, see `PerLevelMatmul`).
 
     z (L, B, N, in) -> (L, B, N, out); level l uses its own weights.
     """
