@@ -29,6 +29,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerFast
 
@@ -594,13 +595,48 @@ def _count_and_clean(encoded: datasets.Dataset, stats: TextStats) -> datasets.Da
 # ---------------------------------------------------------------------------------------------
 
 
+SPAN_P, SPAN_MAX = 0.2, 10  # SpanBERT's span lengths in words: Geometric(0.2) clipped at 10 (mean 3.8)
+
+
 class MLMCollator(DataCollatorForLanguageModeling):
-    """transformers' DataCollatorForLanguageModeling, plus padding of ``offset_mapping``.
+    """transformers' DataCollatorForLanguageModeling, plus padding of ``offset_mapping`` and span masking.
 
     transformers 5.x reads piece offsets for whole-word masking but ``tokenizer.pad`` does not pad
     them, so batches of different lengths fail; padded positions get the span (0, 0) and are
     special tokens for the collator, so they are never masked.
+
+    With ``span_mask`` (on top of whole-word masking) each word drawn by the whole-word sampler starts
+    a span of whole words with a length drawn from Geometric(SPAN_P) clipped at SPAN_MAX (SpanBERT,
+    Joshi et al. 2020); starts are kept with probability 1 / mean span length, so about
+    ``mlm_probability`` of the words are still masked, now in runs that a model can only fill from
+    the phrase around them.
     """
+
+    def __init__(self, *args, span_mask: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.span_mask = span_mask
+
+    def _whole_word_mask(self, word_ids: np.ndarray, mask) -> np.ndarray:
+        """Chosen word starts (B, N) -> masked pieces (B, N); with span_mask, spans of words from them."""
+        if self.span_mask:
+            mask = self._spans(word_ids, np.asarray(mask, dtype=bool))
+        return DataCollatorForLanguageModeling._whole_word_mask(word_ids, mask)
+
+    def _spans(self, word_ids: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Word ids (B, N; -1 for special pieces) and the pieces drawn as span starts (B, N) -> the
+        pieces of every word inside a span (B, N)."""
+        k = np.arange(1, SPAN_MAX + 1)
+        mean = float((k * (1 - SPAN_P) ** (k - 1)).sum() / ((1 - SPAN_P) ** (k - 1)).sum())  # 3.8
+        u = torch.rand((2, *starts.shape), generator=self.generator).numpy()
+        keep = starts & (u[0] < 1 / mean)  # ~mlm_probability / mean span starts per word
+        # inverse CDF of the geometric law clipped at SPAN_MAX
+        length = np.ceil(np.log1p(-u[1] * (1 - (1 - SPAN_P) ** SPAN_MAX)) / np.log1p(-SPAN_P)).clip(1, SPAN_MAX)
+        rows, cols = np.nonzero(keep)
+        first = word_ids[rows, cols]
+        end = np.zeros((starts.shape[0], word_ids.max(initial=0) + 1), dtype=np.int64)  # (B, W) one past a span's last word
+        np.maximum.at(end, (rows, first), first + length[rows, cols].astype(np.int64))
+        covered = np.maximum.accumulate(end, axis=1) > np.arange(end.shape[1])  # (B, W) word inside some span
+        return np.take_along_axis(covered, np.maximum(word_ids, 0), axis=1) & (word_ids >= 0)
 
     def __call__(self, features, return_tensors=None):
         has_offsets = bool(features) and isinstance(features[0], Mapping) and "offset_mapping" in features[0]
@@ -634,6 +670,7 @@ def make_mlm_collator(
     whole_word_mask: bool = False,
     seed: int | None = None,
     pad_to_multiple_of: int | None = None,
+    span_mask: bool = False,
 ) -> MLMCollator:
     """The MLM collator: pads a list of tokenize_for_mlm rows, masks, and builds labels.
 
@@ -641,15 +678,18 @@ def make_mlm_collator(
     Token masking is BERT's 80/10/10 ([MASK] / random piece / unchanged). With ``whole_word_mask``
     a word (pieces whose character spans touch, i.e. a whitespace-separated word) is chosen with
     probability ``mlm_probability`` and all its pieces become [MASK] (transformers offers no random
-    replacement with whole words). ``seed`` gives the
+    replacement with whole words). ``span_mask`` masks spans of whole words instead (see
+    ``MLMCollator``; implies whole-word masking). ``seed`` gives the
     collator its own torch.Generator (seed + worker id in DataLoader workers), so the masks are
     reproducible; without it the global torch RNG is used.
     """
+    whole_word_mask = whole_word_mask or span_mask
     replace = dict(mask_replace_prob=1.0, random_replace_prob=0.0) if whole_word_mask else {}
     return MLMCollator(
         tokenizer=tokenizer,
         mlm_probability=mlm_probability,
         whole_word_mask=whole_word_mask,
+        span_mask=span_mask,
         seed=seed,
         pad_to_multiple_of=pad_to_multiple_of,
         **replace,

@@ -88,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--long_sentences", choices=["truncate", "split"], default="truncate")
     d.add_argument("--mlm_probability", type=float, default=0.15)
     d.add_argument("--whole_word_mask", action="store_true")
+    d.add_argument("--span_mask", action="store_true", help="mask spans of whole words, lengths ~ Geometric(0.2) "
+                   "clipped at 10 words (SpanBERT); about --mlm_probability of the words in all")
     d.add_argument("--preprocessing_num_workers", type=int, default=None)
     m = p.add_argument_group("model")
     m.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -468,10 +470,13 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         val_ds = tokenize_for_mlm(split["test"], tokenizer, args.max_seq_length, "truncate",
                                   num_proc=args.preprocessing_num_workers)
     logger.info(f"training text: {stats.summary()}", main_process_only=True)
-    collate = SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, args.whole_word_mask, seed=None), args.seed)
+    def masking(seed: int) -> SeededMasking:
+        return SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, args.whole_word_mask, seed=None,
+                                               span_mask=args.span_mask), seed)
+
+    collate = masking(args.seed)
     train_dl = DataLoader(train_ds, shuffle=True, batch_size=args.per_device_train_batch_size, collate_fn=collate)
-    val_collate = SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, args.whole_word_mask, seed=None), args.seed + 1)
-    val_dl = DataLoader(val_ds, batch_size=args.per_device_eval_batch_size, collate_fn=val_collate)
+    val_dl = DataLoader(val_ds, batch_size=args.per_device_eval_batch_size, collate_fn=masking(args.seed + 1))
 
     # model and optimisation ----------------------------------------------------------------
     model = build_model(args, tokenizer)

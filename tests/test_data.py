@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections import Counter
 
 import datasets
@@ -353,6 +355,37 @@ def test_whole_word_masking_masks_all_pieces_of_a_word(letters_tokenizer):
             masked_words += flags == {True}
     assert masked_words > 10
     assert (batch["input_ids"][batch["labels"] != -100] == letters_tokenizer.mask_token_id).all()
+
+
+def masked_word_runs(batch, rows, texts) -> tuple[list[int], int, int]:
+    """Lengths of the runs of consecutive masked words, masked words, words (all pieces of a word agree)."""
+    runs, masked_words, words = [], 0, 0
+    for i, text in enumerate(texts):
+        word_of_piece = [text[:s].count(" ") if e > s else None for s, e in rows[i]["offset_mapping"]]
+        masked = (batch["labels"][i] != -100).tolist()
+        flags = []
+        for w in range(len(text.split())):
+            f = {m for m, wp in zip(masked, word_of_piece) if wp == w}
+            assert len(f) == 1, f"word {w} of {text!r} partly masked"
+            flags.append(f == {True})
+        runs += [len(list(g)) for masked_run, g in itertools.groupby(flags) if masked_run]
+        masked_words, words = masked_words + sum(flags), words + len(flags)
+    return runs, masked_words, words
+
+
+def test_span_masking_masks_runs_of_whole_words(letters_tokenizer):
+    gen = random.Random(0)
+    texts = [" ".join("".join(gen.choices("abcdefgh", k=gen.randint(1, 3))) for _ in range(30)) for _ in range(64)]
+    rows = list(tokenize_for_mlm(datasets.Dataset.from_dict({"text": texts}), letters_tokenizer, max_length=128))
+    by_word = make_mlm_collator(letters_tokenizer, whole_word_mask=True, seed=0)(rows)
+    by_span = make_mlm_collator(letters_tokenizer, span_mask=True, seed=0)(rows)
+    word_runs, word_masked, words = masked_word_runs(by_word, rows, texts)
+    span_runs, span_masked, _ = masked_word_runs(by_span, rows, texts)
+    assert 0.10 < word_masked / words < 0.20 and 0.08 < span_masked / words < 0.20  # ~15% of 1,920 words each
+    assert sum(word_runs) / len(word_runs) < 1.3  # single words, now and then two neighbours
+    assert 2.8 < sum(span_runs) / len(span_runs) < 5.0  # spans: mean 3.8 words, a little less after clipping
+    assert max(span_runs) >= 6
+    assert (by_span["input_ids"][by_span["labels"] != -100] == letters_tokenizer.mask_token_id).all()
 
 
 def test_whole_word_masking_without_offsets_is_a_clear_error(letters_tokenizer):
