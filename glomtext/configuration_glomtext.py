@@ -9,6 +9,7 @@ from transformers import PretrainedConfig
 
 ATTENTION_REACH = ("full", "local", "local_sparse")
 TOP_DOWN_POSITION = ("absolute", "island")
+CONSENSUS_PRIOR = ("none", "constituent")
 CONTRIBUTIONS = ("previous", "bottom_up", "top_down", "consensus")
 
 
@@ -37,6 +38,11 @@ class GlomTextConfig(PretrainedConfig):
         consensus_beta: inverse temperature of consensus attention, a float or one per level; learn_beta
             makes it learned.
         consensus_self_weight: consensus_i = w * x_i + (1 - w) * (attention over the *other* columns).
+        consensus_prior: "none" (attention as above; islands may be discontinuous) or "constituent" (a
+            Tree-Transformer-style prior: each column picks its left or right neighbour, adjacent columns
+            that pick each other are linked, links only grow with level, and the attention of i to j is
+            scaled by the product of the links between them, so islands are nested contiguous spans;
+            the weight not given to others stays on the column itself).
     Reach (GLOM.md 4), chosen by `attention_reach`:
         "full": every level sees every column;
         "local": level l (0-based) sees columns within reach_window * 2**l;
@@ -75,6 +81,7 @@ class GlomTextConfig(PretrainedConfig):
         consensus_beta: float | Sequence[float] = 8.0,
         learn_beta: bool = True,
         consensus_self_weight: float = 0.0,
+        consensus_prior: str = "none",
         attention_reach: str = "local_sparse",
         reach_window: int = 2,
         reach_sparse_keys: int = 8,
@@ -106,6 +113,7 @@ class GlomTextConfig(PretrainedConfig):
         self.consensus_beta = list(consensus_beta) if isinstance(consensus_beta, (list, tuple)) else consensus_beta
         self.learn_beta = learn_beta
         self.consensus_self_weight = consensus_self_weight
+        self.consensus_prior = consensus_prior
         self.attention_reach = attention_reach
         self.reach_window = reach_window
         self.reach_sparse_keys = reach_sparse_keys
@@ -138,6 +146,8 @@ class GlomTextConfig(PretrainedConfig):
              f"position_features must be an even integer >= 2, got {self.position_features!r}")
         need(self.top_down_position in TOP_DOWN_POSITION,
              f"top_down_position must be one of {TOP_DOWN_POSITION}, got {self.top_down_position!r}")
+        need(self.consensus_prior in CONSENSUS_PRIOR,
+             f"consensus_prior must be one of {CONSENSUS_PRIOR}, got {self.consensus_prior!r}")
         need(self.attention_reach in ATTENTION_REACH,
              f"attention_reach must be one of {ATTENTION_REACH}, got {self.attention_reach!r}")
         need(isinstance(self.reach_window, int) and self.reach_window >= 1, f"reach_window must be an integer >= 1, got {self.reach_window!r}")

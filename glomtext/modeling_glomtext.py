@@ -135,7 +135,7 @@ class Neighbourhood:
     def __init__(self, offsets: list[list[int] | None], attention_mask: torch.Tensor, dense: bool | None = None):
         B, N = attention_mask.shape
         device = attention_mask.device
-        key_ok = attention_mask.bool()  # (B, N)
+        key_ok = self.key_ok = attention_mask.bool()  # (B, N)
         pos = torch.arange(N, device=device)
         unlimited = any(o is None for o in offsets)
         self.dense = (unlimited or N <= DENSE_UP_TO) if dense is None else dense
@@ -228,6 +228,41 @@ class Neighbourhood:
             return out
         return torch.stack([o + band.aggregate(w[..., near:].contiguous(), k) if band else o
                             for o, w, k, band in zip(out, weights, far_keys, far_bands)])
+
+
+# ----------------------------------------------------------------------------------------------
+# the constituent prior (consensus_prior="constituent"): Tree Transformer's constituent attention
+# (Wang et al. 2019) with query = key = the level embedding
+
+
+def neighbour_links(z: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+    """How strongly each pair of adjacent columns is linked, per level, non-decreasing with level.
+
+    Every column chooses between its left and right neighbour, softmax(beta <z_i, z_i±1>); the link
+    of columns i and i+1 at level l is a_i = sqrt(p(i -> i+1) p(i+1 -> i)), and links only grow with
+    level: 1 - link^l = prod_{m <= l} (1 - a^m), so what is joined below stays joined above.
+    z (L, B, N, D), beta (L, 1, 1), key_ok (B, N) real columns -> (L, B, N-1), 0 next to padding.
+    """
+    pair_ok = key_ok[:, :-1] & key_ok[:, 1:]  # (B, N-1)
+    pair = beta * (z[..., :-1, :] * z[..., 1:, :]).sum(-1)  # (L, B, N-1)
+    pair = pair.to(torch.promote_types(pair.dtype, torch.float32)).masked_fill(~pair_ok, -1e4)  # bf16 -> float32
+    edge = pair.new_full(pair.shape[:-1] + (1,), -1e4)
+    to_right = torch.sigmoid(torch.cat([pair, edge], -1) - torch.cat([edge, pair], -1))  # (L, B, N) p(i -> i+1)
+    a = torch.sqrt(to_right[..., :-1] * (1 - to_right[..., 1:]) + 1e-9) * pair_ok  # (L, B, N-1)
+    return 1 - torch.cumprod(1 - a, dim=0)
+
+
+def constituent_prior(links: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
+    """C_ij = prod of the links between columns i and j: the prior that i and j are in one constituent.
+
+    links (L, B, N-1) (float32 or wider: S grows with N), key_pos (L, 1, N, K) the column of each key
+    -> (L, B, N, K): with S the running sum of -log(link), C_ij = exp(-|S_j - S_i|).
+    """
+    L, B, _ = links.shape
+    S = F.pad(torch.cumsum(-torch.log(links.clamp(min=1e-6)), -1), (1, 0))  # (L, B, N)
+    index = key_pos.long().expand(L, B, -1, -1)  # (L, B, N, K)
+    S_key = torch.gather(S, -1, index.flatten(2)).view(index.shape)  # (L, B, N*K) -> (L, B, N, K)
+    return torch.exp(-(S_key - S[..., None]).abs())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -408,17 +443,25 @@ class GlomTextSettling(nn.Module):
 
         Returns the consensus (L, B, N, D), the attention-weighted centre of each column's island
         (L, B, N) in column positions (the column itself when it has no key in reach), and the
-        attention weights (L, B, N, K).
+        attention weights (L, B, N, K). With `consensus_prior="constituent"` the weights are scaled by
+        `constituent_prior` and what they no longer give to others stays on the column's own value.
         """
         w_self = self.config.consensus_self_weight
         beta = self.log_beta.exp()[:, None, None, None]  # (L, 1, 1, 1)
         keys = hood.keys(z)
         attn = hood.softmax(beta * hood.scores(z, keys))  # (L, B, N, K)
+        own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
+        if self.config.consensus_prior == "constituent":
+            attn = attn * constituent_prior(neighbour_links(z, beta[..., 0], hood.key_ok), hood.key_pos).to(attn.dtype)
         others = hood.aggregate(attn, keys)  # (L, B, N, D)
+        centre = (attn * hood.key_pos.to(z.dtype)).sum(-1)  # (L, B, N)
+        if self.config.consensus_prior == "constituent":
+            kept = 1 - attn.sum(-1)  # (L, B, N) the weight left on the column itself
+            others = others + kept[..., None] * z
+            centre = centre + kept * own_pos
         alone = ~hood.has_keys[..., None]  # (L, B, N, 1): no column in reach -> keep own value
         cons = torch.where(alone, z, w_self * z + (1 - w_self) * others) if w_self else torch.where(alone, z, others)
-        own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
-        centre = torch.where(alone[..., 0], own_pos, (attn * hood.key_pos.to(z.dtype)).sum(-1))  # (L, B, N)
+        centre = torch.where(alone[..., 0], own_pos, centre)
         return cons, centre, attn
 
     def top_down_positions(self, centre: torch.Tensor) -> torch.Tensor:

@@ -200,9 +200,11 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
-def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, keep: int) -> Path:
+def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, keep: int, model_files=()) -> Path:
     """Write to a temporary folder, seal it with a manifest, then rename: a crash never leaves a
-    partial 'latest'. A failed write (e.g. a full disk) stops the run; older checkpoints stay valid."""
+    partial 'latest'. A failed write (e.g. a full disk) stops the run; older checkpoints stay valid.
+    ``model_files``: objects with ``save_pretrained`` (the model config, the tokenizer) written beside
+    the weights, so that a checkpoint is also a model directory (``glomtext eval --model CKPT``)."""
     final = output_dir / "checkpoints" / f"step_{state['step']}"
     tmp = final.with_name(f".tmp_{final.name}")
     if accelerator.is_main_process and tmp.exists():
@@ -215,6 +217,8 @@ def save_checkpoint(accelerator: Accelerator, output_dir: Path, state: dict, kee
             if os.environ.get(FAULT_PAUSE_IN_SAVE) == str(state["step"]):
                 time.sleep(60)
             (tmp / STATE_FILE).write_text(json.dumps(state))
+            for item in model_files:
+                item.save_pretrained(str(tmp))
             write_manifest(tmp)
             if final.exists():
                 shutil.rmtree(final)
@@ -521,6 +525,11 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
 
     # loop ----------------------------------------------------------------------------------
     ckpt_every = int(args.checkpointing_steps) if str(args.checkpointing_steps).isdigit() else None
+
+    def checkpoint(state: dict) -> None:  # every checkpoint is also a loadable model directory
+        save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit,
+                        model_files=(accelerator.unwrap_model(model).config, tokenizer))
+
     log_path = output_dir / "train_log.jsonl"
     bar = tqdm(total=max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="pretrain")
     model.train()
@@ -580,7 +589,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
             if args.eval_steps and step % args.eval_steps == 0 and step < max_steps:
                 accelerator.log(evaluate(model, val_dl, accelerator), step=step)
             if ckpt_every and step % ckpt_every == 0:
-                save_checkpoint(accelerator, output_dir, {"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch}, args.checkpoints_total_limit)
+                checkpoint({"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch})
             if args.max_train_minutes and out_of_time(t0, args.max_train_minutes, accelerator):
                 logger.info(f"time budget of {args.max_train_minutes} min reached at step {step}", main_process_only=True)
                 max_steps = step
@@ -589,7 +598,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         else:
             epoch += 1
             if args.checkpointing_steps == "epoch":
-                save_checkpoint(accelerator, output_dir, {"step": step, "epoch": epoch, "batches_in_epoch": 0}, args.checkpoints_total_limit)
+                checkpoint({"step": step, "epoch": epoch, "batches_in_epoch": 0})
     bar.close()
 
     # finish --------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_eval_with_a_model_writes_every_output(model_dir, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     c = results["constituency"]
     assert c["protocol"].startswith("Kim et al. (2019)") and c["n_sentences"] == 12
-    assert set(c["systems"]) == BASELINES | {"glomtext"}
+    assert set(c["systems"]) == BASELINES | {"glomtext", "glomtext_untrained"}
     for r in c["systems"].values():
         assert 0 <= r["sentence_f1"] <= 100 and 0 <= r["corpus_f1"] <= 100
     assert [lvl["level"] for lvl in c["systems"]["glomtext"]["islands_by_level"]] == [0, 1, 2]
@@ -61,6 +61,24 @@ def test_eval_with_a_model_writes_every_output(model_dir, tmp_path, capsys):
     assert "Kim et al. (2019)" in report and "### ptb_traces" in report and "glomtext per level" in report
     assert all((out / f).stat().st_size > 0 for f in ("f1_by_length.png", "islands_by_level.png", "examples.png"))
     assert "| glomtext |" in capsys.readouterr().out
+    assert "| glomtext untrained (same config, fresh weights, seed 0) |" in report
+
+
+def test_untrained_control_is_the_same_architecture_with_fresh_seeded_weights(model_dir):
+    from glomtext.evaluation.systems import GlomText
+
+    glom = GlomText(str(model_dir))
+    rng = torch.get_rng_state()
+    a, b, c = glom.untrained(3), glom.untrained(3), glom.untrained(4)  # (the fixture itself is seed 0's init)
+    assert torch.equal(torch.get_rng_state(), rng)  # the global generator is left as it was
+    trained, fresh = glom.model.state_dict(), a.model.state_dict()
+    assert fresh.keys() == trained.keys() and a.model.config.to_dict() == glom.model.config.to_dict()
+    assert not torch.equal(fresh["settling.level_embeddings"], trained["settling.level_embeddings"])
+    assert all(torch.equal(v, b.model.state_dict()[k]) for k, v in fresh.items())  # seeded
+    assert not torch.equal(fresh["settling.level_embeddings"], c.model.state_dict()["settling.level_embeddings"])
+    assert a.tokenizer is glom.tokenizer and a.name == "glomtext_untrained" and glom.name == "glomtext"
+    words = [["the", "cat", "sat"], ["he", "shut", "the", "kids", "up"]]
+    assert [s.shape for s in a.states(words)] == [s.shape for s in glom.states(words)]
 
 
 def test_baselines_only(tmp_path):

@@ -7,7 +7,7 @@ from support import needs_cxx
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
-from glomtext.modeling_glomtext import Neighbourhood, PerLevelMatmul, reach_offsets
+from glomtext.modeling_glomtext import Neighbourhood, PerLevelMatmul, constituent_prior, neighbour_links, reach_offsets
 
 
 def tiny_config(**kw) -> GlomTextConfig:
@@ -39,6 +39,7 @@ def batch(seed=0, B=2, N=9, vocab=50):
         ("top_down_position", "relative", "top_down_position"),
         ("mlm_level", 3, "mlm_level"),
         ("position_features", 7, "position_features"),
+        ("consensus_prior", "tree", "consensus_prior"),
     ],
 )
 def test_invalid_config_is_rejected_with_the_field_name(field, value, words):
@@ -92,7 +93,8 @@ def test_padding_does_not_change_real_columns():
 
 
 @pytest.mark.parametrize("N", [40, 37])  # whole blocks of b = 4 columns, and a ragged last block
-@pytest.mark.parametrize("overrides", [{}, {"attention_reach": "local"}, {"top_down_position": "island", "num_levels": 4}])
+@pytest.mark.parametrize("overrides", [{}, {"attention_reach": "local"}, {"top_down_position": "island", "num_levels": 4},
+                                       {"consensus_prior": "constituent"}])
 def test_dense_and_blocked_neighbourhoods_agree(N, overrides):
     """Same states, island loss and gradients from both layouts (local_sparse: band keys and far keys)."""
     torch.manual_seed(0)
@@ -177,6 +179,53 @@ def test_consensus_raises_agreement_among_similar_columns():
     before, after = within_group_cos(out.all_states[0]), within_group_cos(out.states)
     assert not torch.equal(out.states, out.all_states[0])
     assert after > before + 0.1
+
+
+def test_neighbour_links_by_hand():
+    """Columns e1, e1, e2 (beta 1): pair scores 1 and 0. Column 0 has no left neighbour, so it picks
+    the right one (p = 1); column 1 picks right with sigmoid(0 - 1); column 2 picks left (p = 1).
+    Links: sqrt(1 * (1 - s)) and sqrt(s * 1), s = sigmoid(-1); the second level, identical, gives
+    1 - (1 - a)^2 (links only grow with level). Next to padding there is no link."""
+    e1, e2 = torch.eye(2)
+    z = torch.stack([e1, e1, e2]).expand(2, 1, 3, 2)  # (L=2, B=1, N=3, D=2)
+    links = neighbour_links(z, torch.ones(2, 1, 1), torch.ones(1, 3, dtype=torch.bool))
+    s = 1 / (1 + math.e)
+    a = torch.tensor([math.sqrt(1 - s), math.sqrt(s)])
+    torch.testing.assert_close(links[0, 0], a, atol=1e-4, rtol=0)
+    torch.testing.assert_close(links[1, 0], 1 - (1 - a) ** 2, atol=1e-4, rtol=0)
+    padded = neighbour_links(z, torch.ones(2, 1, 1), torch.tensor([[True, True, False]]))
+    assert padded[:, 0, 1].abs().max() < 1e-4 and padded[0, 0, 0] > 0.99  # column 1 now has only column 0
+
+
+def test_constituent_prior_is_the_product_of_links_between_columns():
+    links = torch.tensor([[[0.5, 0.25, 1.0]]])  # (L=1, B=1, N-1=3)
+    key_pos = torch.arange(4.0).expand(1, 1, 4, 4)  # dense layout: every column is a key
+    expected = torch.tensor([[1, 0.5, 0.125, 0.125], [0.5, 1, 0.25, 0.25], [0.125, 0.25, 1, 1], [0.125, 0.25, 1, 1]])
+    torch.testing.assert_close(constituent_prior(links, key_pos)[0, 0], expected)
+
+
+def test_constituent_prior_gradients():
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(2, 1, 5, 4, dtype=torch.double), dim=-1).requires_grad_()
+    beta = torch.tensor([2.0, 3.0], dtype=torch.double)[:, None, None]
+    key_pos = torch.arange(5.0).expand(2, 1, 5, 5)
+    prior = lambda z: constituent_prior(neighbour_links(z, beta, torch.ones(1, 5, dtype=torch.bool)), key_pos)  # noqa: E731
+    assert torch.autograd.gradcheck(prior, (z,))
+
+
+def test_constituent_prior_keeps_attention_inside_a_span_and_the_rest_on_the_column():
+    """e1 e1 | e2 e2 with beta 20: the pair across the middle is not linked, so columns 0-1 and 2-3
+    each average only among themselves, and the weight they do not give away stays on their own value."""
+    model = GlomTextModel(tiny_config(num_levels=2, hidden_size=4, consensus_beta=20.0, attention_reach="full",
+                                      consensus_prior="constituent"))
+    e1, e2 = torch.eye(4)[0], torch.eye(4)[1]
+    z = torch.stack([e1, e1, e2, e2]).expand(2, 1, 4, 4)
+    hood = Neighbourhood(model.settling.offsets, torch.ones(1, 4))
+    cons, centre, attn = model.settling.consensus(z, hood)
+    assert attn[:, 0, :2, 2:].max() < 1e-4 and attn[:, 0, 2:, :2].max() < 1e-4  # nothing across the break
+    assert attn[:, 0, 0, 1].min() > 0.99  # within the span: linked and similar
+    torch.testing.assert_close(cons[:, 0], z[:, 0], atol=1e-4, rtol=0)  # every column already agrees with its span
+    torch.testing.assert_close(centre[0, 0], torch.tensor([1.0, 0.0, 3.0, 2.0]), atol=1e-3, rtol=0)
 
 
 def test_top_down_differs_by_position_for_the_same_upper_vector():

@@ -116,6 +116,18 @@ def baseline(tmp_path_factory) -> Path:
     return out
 
 
+def test_every_checkpoint_is_also_a_model_directory(baseline):
+    from glomtext.islands import load_model
+
+    model, tokenizer = load_model(baseline / "checkpoints" / "step_12")  # the last step: the final model's weights
+    final, final_tokenizer = load_model(baseline)
+    weights, final_weights = model.state_dict(), final.state_dict()
+    assert weights.keys() == final_weights.keys() and all(torch.equal(v, final_weights[k]) for k, v in weights.items())
+    assert tokenizer.get_vocab() == final_tokenizer.get_vocab()
+    earlier, _ = load_model(baseline / "checkpoints" / "step_6")
+    assert not torch.equal(earlier.state_dict()["settling.level_embeddings"], final_weights["settling.level_embeddings"])
+
+
 # ------------------------------------------------------------------------------------ kill -9
 
 

@@ -111,6 +111,15 @@ def _glomtext(golds, sentences, glom, progress) -> tuple[dict, dict]:
     return result, trees
 
 
+def _untrained(golds, sentences, glom, seed, progress) -> dict:
+    """The same read-out on the same architecture with fresh weights (``GlomText.untrained``)."""
+    from glomtext.islands import distance_tree
+
+    control = glom.untrained(seed)
+    trees, _ = _trees_and_islands(control, sentences, distance_tree, progress)
+    return {**_score(golds, lambda words: trees[tuple(words)]), "model": control.label, "seed": seed}
+
+
 def evaluate_constituency(golds: Sequence[GoldSentence], *, glom=None, backbone=None, seeds: Sequence[int] = (0, 1, 2, 3, 4),
                           progress: bool = True) -> tuple[dict, list[Example]]:
     """Scores of every system on ``golds`` (results.json's "constituency") and a few example trees.
@@ -127,6 +136,7 @@ def evaluate_constituency(golds: Sequence[GoldSentence], *, glom=None, backbone=
     if glom is not None:
         systems["glomtext"], glom_trees = _glomtext(golds, sentences, glom, progress)
         drawn["glomtext"] = lambda words: glom_trees[tuple(words)]
+        systems["glomtext_untrained"] = _untrained(golds, sentences, glom, seeds[0], progress)
     lo, hi = EXAMPLE_LENGTHS
     examples = [Example(g.source, g.tree, {name: tree_of(g.words) for name, tree_of in drawn.items()})
                 for g in [g for g in golds if lo <= len(g.words) <= hi][:3]]

@@ -9,7 +9,7 @@ from pathlib import Path
 from glomtext.evaluation.constituency import is_preterminal
 from glomtext.evaluation.units import SCORE_DEFINITIONS, UnitScorer
 
-SYSTEM_ORDER = ("glomtext", "backbone_distance", "right_branching", "left_branching", "balanced", "random")
+SYSTEM_ORDER = ("glomtext", "glomtext_untrained", "backbone_distance", "right_branching", "left_branching", "balanced", "random")
 TOP_LABELS = 8  # gold labels shown in the recall table
 
 
@@ -35,6 +35,8 @@ def system_rows(constituency: dict) -> list[list[str]]:
         label = name
         if name == "random":
             label = f"random (mean of {len(r['seeds'])} seeds, sd {r['sentence_f1_std']:.1f})"
+        elif name == "glomtext_untrained":
+            label = f"glomtext untrained (same config, fresh weights, seed {r['seed']})"
         elif name == "backbone_distance":
             label = f"backbone_distance (best: layer {r['layer']})"
         rows.append([label, _f(r["sentence_f1"]), _f(r["corpus_f1"]), _f(r["sentence_f1_le10"]), _f(r["corpus_f1_le10"]),

@@ -79,6 +79,21 @@ class GlomText:
         self.device = device
         self.n_levels = self.model.config.num_levels
 
+    def untrained(self, seed: int = 0) -> GlomText:
+        """The control: the same architecture, tokenizer and read-out with fresh weights (seeded; a
+        pretrained backbone front end keeps its weights). What it scores is what the read-out gives
+        without any training, the line a trained model has to rise above."""
+        import copy
+
+        control = copy.copy(self)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            control.model = type(self.model)(self.model.config).eval()
+        if self.model.config.backbone_config:
+            control.model.front_end.backbone.load_state_dict(self.model.front_end.backbone.state_dict())
+        control.name, control.label = "glomtext_untrained", f"{self.label} (untrained, seed {seed})"
+        return control
+
     @property
     def backbone(self) -> str | None:
         """The backbone named in the model's config, if it was built on one."""

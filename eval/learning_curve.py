@@ -1,0 +1,63 @@
+"""Does a run learn structure as it trains? Tree F1 of every checkpoint of a pretraining run.
+
+Every checkpoint that `glomtext.pretrain` writes is also a model directory, so each one (and the
+final model) is scored like `glomtext eval` does, next to the same architecture with fresh weights
+(the untrained control) and the fixed baselines. Use the development half only:
+
+    python eval/learning_curve.py --run runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from glomtext.evaluation.constituency import prepare_golds
+from glomtext.evaluation.pipeline import evaluate_constituency
+from glomtext.evaluation.readers import read_ptb
+from glomtext.evaluation.systems import GlomText
+from glomtext.pretrain import checkpoint_dirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, help="a pretraining output folder (its checkpoints/ and final model)")
+    p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
+    p.add_argument("--max-sentences", type=int, default=500)
+    p.add_argument("--output", help="write the rows to this JSON file too")
+    args = p.parse_args(argv)
+    run = Path(args.run)
+    models = []
+    for d in checkpoint_dirs(run):
+        if (d / "config.json").is_file():
+            models.append((int(d.name.split("_")[1]), d))
+        else:
+            print(f"skipping {d}: no config.json (written before checkpoints were model directories)", file=sys.stderr)
+    summary = run / "train_summary.json"
+    if summary.is_file():  # the run finished: its final model, unless a checkpoint holds the same step
+        steps = json.loads(summary.read_text())["steps"]
+        if not models or models[-1][0] != steps:
+            models.append((steps, run))
+    if not models:
+        p.error(f"--run {run}: no checkpoints and no final model found")
+    trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
+    golds = prepare_golds(trees, log)
+    rows = []
+    print("| step | model | sentence F1 | corpus F1 | untrained control | right-branching | random |\n|---|---|---|---|---|---|---|")
+    for step, path in models:
+        result, _ = evaluate_constituency(golds, glom=GlomText(str(path)), progress=False)
+        s = result["systems"]
+        rows.append({"step": step, "model": str(path), **{name: round(s[name]["sentence_f1"], 1) for name in s},
+                     "glomtext_corpus_f1": round(s["glomtext"]["corpus_f1"], 1)})
+        r = rows[-1]
+        print(f"| {step} | {path.name} | {r['glomtext']} | {r['glomtext_corpus_f1']} | {r['glomtext_untrained']} | "
+              f"{r['right_branching']} | {r['random']} |", flush=True)
+    if args.output:
+        Path(args.output).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Issue 7 on 2 CPU cores: the small preset with the constituent prior on consensus, trained on the Brown
+# corpus (WSJ-sample sentences excluded) for 2,400 steps of batch 32 x <= 64 pieces with whole-word
+# masking and no island regulariser, once per seed; then every model is scored on the development half
+# (wsj_0001-wsj_0099) and the test half (wsj_0100-wsj_0199) of the WSJ sample, and the sentence F1s
+# are summarised as mean and standard deviation over the seeds.
+#   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/constituent   PRIOR=constituent (none: the control recipe)
+#   TOKENIZER=DIR reuses a tokenizer; by default the first run trains one (8k WordPiece on its corpus)
+#   and the others reuse it. PARALLEL=1 trains the seeds side by side, one thread each.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GLOMTEXT_DATA="${GLOMTEXT_DATA:-$(cd .. && pwd)/shared/data}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+OUT="${OUT:-runs/constituent}"
+SEEDS="${SEEDS:-0 1 2}"
+STEPS="${STEPS:-2400}"
+PRIOR="${PRIOR:-constituent}"
+mkdir -p "$OUT"
+train() {  # seed [extra args...]
+  local seed=$1; shift
+  python -m glomtext.pretrain --output_dir "$OUT/seed$seed" --corpus nltk:brown --exclude_treebank nltk:treebank \
+    --preset small --max_train_steps "$STEPS" --num_train_epochs 3 --per_device_train_batch_size 32 --max_seq_length 64 \
+    --whole_word_mask --checkpointing_steps 400 --checkpoints_total_limit 10 --seed "$seed" --report_to none \
+    --config_overrides "consensus_prior=$PRIOR,island_loss_weight=0" "$@"
+}
+first=${SEEDS%% *}
+TOKENIZER="${TOKENIZER:-}"
+if [ -z "$TOKENIZER" ]; then  # the first seed trains the tokenizer the others share
+  [ -f "$OUT/seed$first/model.safetensors" ] || train "$first" --overwrite_output_dir
+  TOKENIZER="$OUT/seed$first"
+fi
+pids=()
+for seed in $SEEDS; do
+  [ -f "$OUT/seed$seed/model.safetensors" ] && continue
+  if [ "${PARALLEL:-0}" = 1 ]; then
+    OMP_NUM_THREADS=1 train "$seed" --tokenizer_name "$TOKENIZER" --overwrite_output_dir > "$OUT/seed$seed.log" 2>&1 &
+    pids+=($!)
+  else
+    train "$seed" --tokenizer_name "$TOKENIZER" --overwrite_output_dir
+  fi
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+for seed in $SEEDS; do
+  for half in dev:wsj_00 test:wsj_01; do
+    glomtext eval --treebank "nltk:treebank/${half#*:}??.mrg" --model "$OUT/seed$seed" --backbone none --no-progress \
+      --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_${half%%:*}_seed$seed" > /dev/null
+  done
+done
+python - "$OUT" $SEEDS <<'PY'
+import json, statistics, sys
+out, seeds = sys.argv[1], sys.argv[2:]
+for half in ("dev", "test"):
+    runs = [json.load(open(f"{out}/eval_{half}_seed{s}/results.json"))["constituency"] for s in seeds]
+    print(f"{half} half, {runs[0]['n_sentences']} sentences, seeds {' '.join(seeds)}:")
+    for name in ("glomtext", "glomtext_untrained", "right_branching", "balanced", "random"):
+        f1 = [r["systems"][name]["sentence_f1"] for r in runs]
+        sd = statistics.stdev(f1) if len(f1) > 1 else 0.0
+        print(f"  {name:20s} sentence F1 {statistics.mean(f1):5.1f} +- {sd:.1f}   ({', '.join(f'{x:.1f}' for x in f1)})")
+PY
