@@ -40,11 +40,11 @@ for seed in $SEEDS; do
   fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
-for seed in $SEEDS; do
-  for half in dev:wsj_00 test:wsj_01; do
-    glomtext eval --treebank "nltk:treebank/${half#*:}??.mrg" --model "$OUT/seed$seed" --backbone none --no-progress \
-      --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_${half%%:*}_seed$seed" > /dev/null
-  done
+for seed in $SEEDS; do  # the units (UD EWT dev) are scored once, with the dev half
+  glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress \
+    --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_dev_seed$seed" > /dev/null
+  glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress \
+    --output "$OUT/eval_test_seed$seed" > /dev/null
 done
 python - "$OUT" $SEEDS <<'PY'
 import json, statistics, sys
