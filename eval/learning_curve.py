@@ -16,7 +16,8 @@ from pathlib import Path
 
 from glomtext.evaluation.constituency import prepare_golds
 from glomtext.evaluation.pipeline import evaluate_constituency
-from glomtext.evaluation.readers import read_ptb
+from glomtext.evaluation.cli import positive_int
+from glomtext.evaluation.readers import ReadError, read_ptb
 from glomtext.evaluation.systems import GlomText
 from glomtext.pretrain import checkpoint_dirs
 
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a pretraining output folder (its checkpoints/ and final model)")
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
-    p.add_argument("--max-sentences", type=int, default=500)
+    p.add_argument("--max-sentences", type=positive_int, default=500)
     p.add_argument("--output", help="write the rows to this JSON file too")
     args = p.parse_args(argv)
     run = Path(args.run)
@@ -42,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             models.append((steps, run))
     if not models:
         p.error(f"--run {run}: no checkpoints and no final model found")
-    trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
+    try:
+        trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
+    except (ReadError, ValueError, FileNotFoundError) as e:
+        p.error(f"--treebank {args.treebank}: {e}")
     golds = prepare_golds(trees, log)
     rows = []
     print("| step | model | sentence F1 | corpus F1 | untrained control | right-branching | random |\n|---|---|---|---|---|---|---|")
