@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", required=True, help="a pretraining output folder (its checkpoints/ and final model)")
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=positive_int, default=500)
+    p.add_argument("--tree-levels", type=int, nargs="+", metavar="L", help="as in glomtext eval (default: all levels)")
     p.add_argument("--output", help="write the rows to this JSON file too")
     args = p.parse_args(argv)
     run = Path(args.run)
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print("| step | model | sentence F1 | corpus F1 | untrained control | right-branching | random |\n|---|---|---|---|---|---|---|")
     for step, path in models:
-        result, _ = evaluate_constituency(golds, glom=GlomText(str(path)), progress=False)
+        result, _ = evaluate_constituency(golds, glom=GlomText(str(path), tree_levels=args.tree_levels), progress=False)
         s = result["systems"]
         rows.append({"step": step, "model": str(path), **{name: round(s[name]["sentence_f1"], 1) for name in s},
                      "glomtext_corpus_f1": round(s["glomtext"]["corpus_f1"], 1)})

@@ -1,7 +1,9 @@
 """Which read-out of a trained model gives the best trees? (model selection on the dev half only)
 
 For each level alone, and for the mean over all levels, the adjacent-word distance tree is scored
-with the Kim et al. protocol; optionally at several iteration counts. Run on the development half
+with the Kim et al. protocol; optionally at several iteration counts. For models trained with
+`consensus_prior=constituent` the same is done with the model's neighbour links as distances
+(1 - link, from `neighbour_links` on the word states). Run on the development half
 (wsj_0001-wsj_0099) so that choices never look at the test half:
 
     python eval/readout_study.py --model runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
@@ -12,10 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 from glomtext.evaluation.constituency import ConstituencyScorer, prepare_golds
 from glomtext.evaluation.readers import read_ptb
 from glomtext.evaluation.systems import GlomText
 from glomtext.islands import distance_tree
+from glomtext.modeling_glomtext import neighbour_links
+from glomtext.trees import tree_from_distances
+
+
+def links_tree(words, states: torch.Tensor, beta: torch.Tensor, levels):
+    """Distance tree from 1 - the neighbour links of (W, L, D) word states, summed over ``levels``."""
+    z = states.permute(1, 0, 2)[:, None]  # (W, L, D) -> (L, 1, W, D)
+    links = neighbour_links(z, beta[:, None, None], torch.ones(1, states.shape[0], dtype=torch.bool))[:, 0]  # (L, W-1)
+    return tree_from_distances(words, (1 - links[levels]).sum(0).tolist())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +44,16 @@ def main(argv: list[str] | None = None) -> int:
     for T in args.iterations:
         glom = GlomText(args.model, iterations=T)
         states = dict(zip([tuple(g.words) for g in golds], glom.states([g.words for g in golds])))
-        readouts = {"all levels": None, **{f"level {l}": [l] for l in range(glom.n_levels)}}
-        for name, levels in readouts.items():
+        every = list(range(glom.n_levels))
+        levels = {"all levels": every, **{f"level {l}": [l] for l in every}}
+        readouts = {f"cosine, {name}": lambda words, s, lv=lv: distance_tree(words, s, levels=lv) for name, lv in levels.items()}
+        if glom.model.config.consensus_prior == "constituent":
+            beta = glom.model.settling.log_beta.detach().exp()
+            readouts |= {f"links, {name}": lambda words, s, lv=lv: links_tree(words, s, beta, lv) for name, lv in levels.items()}
+        for name, tree_of in readouts.items():
             scorer = ConstituencyScorer()
             for g in golds:
-                scorer.add(g, distance_tree(g.words, states[tuple(g.words)], levels=levels))
+                scorer.add(g, tree_of(g.words, states[tuple(g.words)]))
             r = scorer.result()
             rows.append({"iterations": T or glom.model.config.num_iterations, "readout": name,
                          "sentence_f1": round(r["sentence_f1"], 1), "corpus_f1": round(r["corpus_f1"], 1)})

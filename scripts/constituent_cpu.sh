@@ -5,6 +5,8 @@
 # (wsj_0001-wsj_0099) and the test half (wsj_0100-wsj_0199) of the WSJ sample, and the sentence F1s
 # are summarised as mean and standard deviation over the seeds.
 #   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/constituent   PRIOR=constituent (none: the control recipe)
+#   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
+#   TREE_LEVELS=0 (default: trees from level 0, the level chosen on the dev half; "all": the mean over all levels)
 #   TOKENIZER=DIR reuses a tokenizer; by default the first run trains one (8k WordPiece on its corpus)
 #   and the others reuse it. PARALLEL=1 trains the seeds side by side, one thread each.
 set -euo pipefail
@@ -15,13 +17,16 @@ OUT="${OUT:-runs/constituent}"
 SEEDS="${SEEDS:-0 1 2}"
 STEPS="${STEPS:-2400}"
 PRIOR="${PRIOR:-constituent}"
+OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
+TREE_LEVELS="${TREE_LEVELS:-0}"
+TREE_LEVELS=($([ "$TREE_LEVELS" = all ] || echo --tree-levels $TREE_LEVELS))
 mkdir -p "$OUT"
 train() {  # seed [extra args...]
   local seed=$1; shift
   python -m glomtext.pretrain --output_dir "$OUT/seed$seed" --corpus nltk:brown --exclude_treebank nltk:treebank \
     --preset small --max_train_steps "$STEPS" --num_train_epochs 3 --per_device_train_batch_size 32 --max_seq_length 64 \
     --whole_word_mask --checkpointing_steps 400 --checkpoints_total_limit 10 --seed "$seed" --report_to none \
-    --config_overrides "consensus_prior=$PRIOR,island_loss_weight=0" "$@"
+    --config_overrides "consensus_prior=$PRIOR,island_loss_weight=0$OVERRIDES" "$@"
 }
 first=${SEEDS%% *}
 TOKENIZER="${TOKENIZER:-}"
@@ -41,9 +46,9 @@ for seed in $SEEDS; do
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 for seed in $SEEDS; do  # the units (UD EWT dev) are scored once, with the dev half
-  glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress \
+  glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${TREE_LEVELS[@]}" \
     --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_dev_seed$seed" > /dev/null
-  glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress \
+  glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${TREE_LEVELS[@]}" \
     --output "$OUT/eval_test_seed$seed" > /dev/null
 done
 python - "$OUT" $SEEDS <<'PY'

@@ -81,6 +81,29 @@ def test_untrained_control_is_the_same_architecture_with_fresh_seeded_weights(mo
     assert [s.shape for s in a.states(words)] == [s.shape for s in glom.states(words)]
 
 
+def test_tree_levels_choose_the_levels_the_trees_are_read_from(model_dir, tmp_path):
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import distance_tree
+
+    out = tmp_path / "out"
+    assert main(["--treebank", "nltk:treebank", "--max-sentences", "6", "--model", str(model_dir), "--backbone", "none",
+                 "--tree-levels", "2", "--output", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    systems = results["constituency"]["systems"]
+    assert results["config"]["tree_levels"] == [2] and systems["glomtext"]["tree_levels"] == [2]
+    assert systems["glomtext_untrained"]["tree_levels"] == [2]
+    assert "| glomtext (trees from levels 2) |" in (out / "report.md").read_text()
+    # the score is that of level-2 distance trees scored directly
+    glom = GlomText(str(model_dir))
+    trees, log = read_ptb("nltk:treebank", 6)
+    golds = prepare_golds(trees, log)
+    direct = ConstituencyScorer()
+    for g in golds:
+        (kim, evalb) = glom.states([g.words, g.evalb_words])
+        direct.add(g, distance_tree(g.words, kim, levels=[2]), distance_tree(g.evalb_words, evalb, levels=[2]))
+    assert systems["glomtext"]["sentence_f1"] == pytest.approx(direct.result()["sentence_f1"])
+
+
 def test_baselines_only(tmp_path):
     assert main(["--treebank", "nltk:treebank", "--max-sentences", "5", "--seed", "3", "--output", str(tmp_path), "--no-progress"]) == 0
     systems = json.loads((tmp_path / "results.json").read_text())["constituency"]["systems"]
@@ -92,14 +115,17 @@ def test_baselines_only(tmp_path):
     (["--units", "mwe=x.cupt"], "unknown KIND 'mwe'"),
     (["--units", "ud_prt"], "give KIND=PATH"),
     (["--treebank", "nltk:treebank", "--model", "no/such/model"], "model directory 'no/such/model' not found"),
+    (["--treebank", "nltk:treebank", "--model", "MODEL", "--tree-levels", "0", "3"], "tree levels [0, 3]: the model"),
 ])
-def test_bad_arguments_get_one_clear_line(args, message, tmp_path, capsys):
+def test_bad_arguments_get_one_clear_line(args, message, model_dir, tmp_path, capsys):
+    args = [str(model_dir) if a == "MODEL" else a for a in args]
     assert main(args + ["--output", str(tmp_path), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args", [[], ["--treebank", "nltk:treebank", "--max-sentences", "0"]])
+@pytest.mark.parametrize("args", [[], ["--treebank", "nltk:treebank", "--max-sentences", "0"],
+                                  ["--treebank", "nltk:treebank", "--tree-levels", "0"]])
 def test_usage_errors(args, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(args + ["--output", str(tmp_path)])
@@ -141,3 +167,29 @@ def test_backbone_word_vectors_per_layer():
     assert len(scores["island_threshold"]) == 7  # calibrated per layer
     assert (scores["discontinuous"]["n_units"], scores["discontinuous"]["n_auc"]) == (2, 2)
     assert len(scores["disc_bracket"]["by_level"]) == 7 and scores["disc_bracket"]["any_level"]["gold"] == 2
+
+
+def test_readout_study_scores_every_level_with_cosines_and_links(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import distance_tree
+
+    tokenizer = train_tokenizer(["the cat sat on the mat .", "he shut the noisy kids up ."], vocab_size=120, min_frequency=1)
+    torch.manual_seed(0)
+    config = GlomTextConfig(vocab_size=len(tokenizer), hidden_size=16, num_levels=2, num_iterations=2,
+                            max_position_embeddings=128, position_features=8, consensus_prior="constituent")
+    GlomTextForMaskedLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "readout_study.py"))
+    assert study["main"](["--model", str(tmp_path), "--treebank", "nltk:treebank", "--max-sentences", "8"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["readout"] for r in rows] == [f"{kind}, {name}" for kind in ("cosine", "links") for name in ("all levels", "level 0", "level 1")]
+    trees, log = read_ptb("nltk:treebank", 8)
+    golds = prepare_golds(trees, log)
+    glom = GlomText(str(tmp_path))
+    direct = ConstituencyScorer()
+    for g, states in zip(golds, glom.states([g.words for g in golds])):
+        direct.add(g, distance_tree(g.words, states))
+    assert rows[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)

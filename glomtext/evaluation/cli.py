@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", help="pretrained encoder for the backbone baselines (path or name, e.g. all-MiniLM-L6-v2); "
                                       "default: the model config's backbone; 'none' to skip")
     p.add_argument("--iterations", type=positive_int, help="settling iterations of the glomtext model (default: its config)")
+    p.add_argument("--tree-levels", type=int, nargs="+", metavar="L",
+                   help="read the model's trees from these levels only (0 = lowest; default: the mean over all levels)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0, help="first seed of the random-tree baseline (5 seeds: SEED .. SEED+4)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -67,7 +69,8 @@ def load_systems(args: argparse.Namespace):
     model's config that cannot be loaded is skipped with a warning; one asked for is required."""
     from glomtext.evaluation.systems import Backbone, GlomText
 
-    glom = GlomText(args.model, iterations=args.iterations, batch_size=args.batch_size, device=args.device) if args.model else None
+    glom = GlomText(args.model, iterations=args.iterations, batch_size=args.batch_size, device=args.device,
+                    tree_levels=args.tree_levels) if args.model else None
     name = args.backbone or (glom.backbone if glom else None)
     if not name or name.lower() == "none":
         return glom, None
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
     glom, backbone = load_systems(args)
     results: dict = {"config": {"command": "glomtext eval " + shlex.join(argv), "treebank": args.treebank, "model": args.model,
                                 "backbone": backbone.label if backbone else None, "iterations": args.iterations,
+                                "tree_levels": args.tree_levels,
                                 "max_sentences": args.max_sentences, "seed": args.seed}, "timing_s": {}, "units": {}}
     examples = []
     if args.treebank:
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.treebank and not args.units:
         parser.error("give --treebank and/or --units")
+    if args.tree_levels and not args.model:
+        parser.error("--tree-levels needs --model")
     try:
         results, examples = run(args, argv)
     except (ReadError, ValueError, FileNotFoundError) as e:

@@ -103,21 +103,18 @@ def _backbone(golds, sentences, backbone, progress) -> tuple[dict, dict, int]:
 
 def _glomtext(golds, sentences, glom, progress) -> tuple[dict, dict]:
     """The model's distance trees, and its islands per level against the gold constituents."""
-    from glomtext.islands import distance_tree
-
-    trees, islands = _trees_and_islands(glom, sentences, distance_tree, progress, keep_islands={tuple(g.words) for g in golds})
-    result = {**_score(golds, lambda words: trees[tuple(words)]), "model": glom.label,
+    trees, islands = _trees_and_islands(glom, sentences, glom.tree, progress, keep_islands={tuple(g.words) for g in golds})
+    result = {**_score(golds, lambda words: trees[tuple(words)]), "model": glom.label, "tree_levels": glom.tree_levels or "all",
               "islands_by_level": island_stats([islands[tuple(g.words)] for g in golds], golds)}
     return result, trees
 
 
 def _untrained(golds, sentences, glom, seed, progress) -> dict:
     """The same read-out on the same architecture with fresh weights (``GlomText.untrained``)."""
-    from glomtext.islands import distance_tree
-
     control = glom.untrained(seed)
-    trees, _ = _trees_and_islands(control, sentences, distance_tree, progress)
-    return {**_score(golds, lambda words: trees[tuple(words)]), "model": control.label, "seed": seed}
+    trees, _ = _trees_and_islands(control, sentences, control.tree, progress)
+    return {**_score(golds, lambda words: trees[tuple(words)]), "model": control.label, "seed": seed,
+            "tree_levels": control.tree_levels or "all"}
 
 
 def evaluate_constituency(golds: Sequence[GoldSentence], *, glom=None, backbone=None, seeds: Sequence[int] = (0, 1, 2, 3, 4),

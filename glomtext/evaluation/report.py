@@ -35,6 +35,8 @@ def system_rows(constituency: dict) -> list[list[str]]:
         label = name
         if name == "random":
             label = f"random (mean of {len(r['seeds'])} seeds, sd {r['sentence_f1_std']:.1f})"
+        elif name == "glomtext" and r.get("tree_levels", "all") != "all":
+            label = f"glomtext (trees from levels {', '.join(map(str, r['tree_levels']))})"
         elif name == "glomtext_untrained":
             label = f"glomtext untrained (same config, fresh weights, seed {r['seed']})"
         elif name == "backbone_distance":

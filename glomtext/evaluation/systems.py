@@ -69,7 +69,8 @@ class GlomText:
 
     name = "glomtext"
 
-    def __init__(self, model_dir: str, *, iterations: int | None = None, batch_size: int = 32, device: str | None = None):
+    def __init__(self, model_dir: str, *, iterations: int | None = None, batch_size: int = 32, device: str | None = None,
+                 tree_levels: Sequence[int] | None = None):
         from glomtext.islands import load_model
 
         self.model, self.tokenizer = load_model(model_dir)
@@ -78,6 +79,16 @@ class GlomText:
         self.batch_size = batch_size
         self.device = device
         self.n_levels = self.model.config.num_levels
+        bad = [lvl for lvl in tree_levels or () if not 0 <= lvl < self.n_levels]
+        if bad or (tree_levels is not None and not tree_levels):
+            raise ValueError(f"tree levels {list(tree_levels)}: the model {model_dir} has levels 0..{self.n_levels - 1}")
+        self.tree_levels = None if tree_levels is None else sorted(set(tree_levels))
+
+    def tree(self, words: Sequence[str], states: torch.Tensor):
+        """The distance tree read from ``tree_levels`` (all levels by default) of (W, L, D) states."""
+        from glomtext.islands import distance_tree
+
+        return distance_tree(words, states, levels=self.tree_levels)
 
     def untrained(self, seed: int = 0) -> GlomText:
         """The control: the same architecture, tokenizer and read-out with fresh weights (seeded; a
