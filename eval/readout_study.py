@@ -37,12 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=int, default=500)
     p.add_argument("--iterations", type=int, nargs="+", default=[None], help="settling iterations to try (default: the model's)")
+    p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
     args = p.parse_args(argv)
     trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
     golds = prepare_golds(trees, log)
     rows = []
     for T in args.iterations:
         glom = GlomText(args.model, iterations=T)
+        glom = glom.untrained(0) if args.untrained else glom
         states = dict(zip([tuple(g.words) for g in golds], glom.states([g.words for g in golds])))
         every = list(range(glom.n_levels))
         levels = {"all levels": every, **{f"level {l}": [l] for l in every}}
