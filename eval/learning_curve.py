@@ -52,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print("| step | model | sentence F1 | corpus F1 | untrained control | right-branching | random |\n|---|---|---|---|---|---|---|")
     for step, path in models:
-        result, _ = evaluate_constituency(golds, glom=GlomText(str(path), tree_levels=args.tree_levels), progress=False)
+        try:
+            glom = GlomText(str(path), tree_levels=args.tree_levels)
+        except ValueError as e:
+            p.error(f"--tree-levels: {e}")
+        result, _ = evaluate_constituency(golds, glom=glom, progress=False)
         s = result["systems"]
         rows.append({"step": step, "model": str(path), **{name: round(s[name]["sentence_f1"], 1) for name in s},
                      "glomtext_corpus_f1": round(s["glomtext"]["corpus_f1"], 1)})
