@@ -3,7 +3,9 @@
 For each level alone, and for the mean over all levels, the adjacent-word distance tree is scored
 with the Kim et al. protocol; optionally at several iteration counts. For models trained with
 `consensus_prior=constituent` the same is done with the model's neighbour links as distances
-(1 - link, from `neighbour_links` on the word states). Run on the development half
+(1 - link, from `neighbour_links` on the word states). `--right-skew B [B ...]` also scores the
+cosine read-outs with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
+the separately labelled rows of `glomtext eval --right-skew`). Run on the development half
 (wsj_0001-wsj_0099) so that choices never look at the test half:
 
     python eval/readout_study.py --model runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=int, default=500)
     p.add_argument("--iterations", type=int, nargs="+", default=[None], help="settling iterations to try (default: the model's)")
+    p.add_argument("--right-skew", type=float, nargs="+", default=[], metavar="B", help="right-skew biases to try on the cosine read-outs")
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
     args = p.parse_args(argv)
     trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         states = dict(zip([tuple(g.words) for g in golds], glom.states([g.words for g in golds])))
         every = list(range(glom.n_levels))
         levels = {"all levels": every, **{f"level {l}": [l] for l in every}}
-        readouts = {f"cosine, {name}": lambda words, s, lv=lv: distance_tree(words, s, levels=lv) for name, lv in levels.items()}
+        readouts = {f"cosine, {name}{f', right-skew {b:g}' if b else ''}": lambda words, s, lv=lv, b=b: distance_tree(words, s, levels=lv, right_skew=b)
+                    for b in [0.0, *args.right_skew] for name, lv in levels.items()}
         if glom.model.config.consensus_prior == "constituent":
             beta = glom.model.settling.log_beta.detach().exp()
             readouts |= {f"links, {name}": lambda words, s, lv=lv: links_tree(words, s, beta, lv) for name, lv in levels.items()}

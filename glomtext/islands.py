@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from nltk import Tree
 
-from glomtext.trees import to_ptb, tree_from_distances
+from glomtext.trees import right_skewed, to_ptb, tree_from_distances
 from glomtext.words import pool_to_words
 
 METHODS = ("average", "complete", "single")
@@ -383,11 +383,14 @@ def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels:
     return (label[:, :-1] != label[:, 1:]).float().sum(0)
 
 
-def distance_tree(words: Sequence[str], states: torch.Tensor, **readout_options) -> Tree:
-    """Binary tree over ``words`` from ``adjacent_distances(states, **readout_options)``."""
+def distance_tree(words: Sequence[str], states: torch.Tensor, *, right_skew: float = 0.0, **readout_options) -> Tree:
+    """Binary tree over ``words`` from ``adjacent_distances(states, **readout_options)``; with
+    ``right_skew`` > 0 the distances first get that right-skew bias (``glomtext.trees.right_skewed``,
+    a branching-direction prior, off by default)."""
     if len(words) != states.shape[0]:
         raise ValueError(f"{len(words)} words but states for {states.shape[0]}")
-    return tree_from_distances(words, adjacent_distances(states, **readout_options).tolist())
+    distances = adjacent_distances(states, **readout_options).tolist()
+    return tree_from_distances(words, right_skewed(distances, right_skew) if right_skew else distances)
 
 
 def island_tree(words: Sequence[str], islands: Sequence[Sequence[Island]]) -> Tree:

@@ -36,6 +36,20 @@ def tree_from_distances(words: Sequence[str], distances: Sequence[float], label:
     return t if isinstance(t, Tree) else Tree(label, [t])
 
 
+def right_skewed(distances: Sequence[float], bias: float) -> list[float]:
+    """Adjacent distances with the right-skew bias of Kim et al. (2020, "Are pre-trained language
+    models aware of phrases?"): ``d_i + bias * mean(d) * (1 - i / (m - 1))`` for the gaps
+    ``i = 0 .. m - 2`` of ``m`` words. Gaps further left get more added, so top-down splitting leans
+    toward right-branching trees (``bias`` -> infinity gives exactly them, unless all distances are
+    zero). This is a branching-direction prior: trees built with it are reported as their own rows.
+    """
+    d = list(distances)
+    if not d:
+        return d
+    mean = sum(d) / len(d)
+    return [x + bias * mean * (1 - i / len(d)) for i, x in enumerate(d)]
+
+
 def tree_spans(tree: Tree | str, include_leaves: bool = False) -> list[tuple[int, int]]:
     """All constituent spans ``(start, end)`` of a tree, in pre-order (duplicates kept)."""
     spans: list[tuple[int, int]] = []

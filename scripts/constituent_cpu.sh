@@ -7,6 +7,7 @@
 #   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/constituent   PRIOR=constituent (none: the control recipe)
 #   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
 #   TREE_LEVELS=0 (default: trees from level 0, the level chosen on the dev half; "all": the mean over all levels)
+#   RIGHT_SKEW=B also scores the trees with the right-skew bias B (separate rows: a branching-direction prior)
 #   TOKENIZER=DIR reuses a tokenizer; by default the first run trains one (8k WordPiece on its corpus)
 #   and the others reuse it. PARALLEL=1 trains the seeds side by side, one thread each.
 set -euo pipefail
@@ -19,7 +20,7 @@ STEPS="${STEPS:-2400}"
 PRIOR="${PRIOR:-constituent}"
 OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
 TREE_LEVELS="${TREE_LEVELS:-0}"
-TREE_LEVELS=($([ "$TREE_LEVELS" = all ] || echo --tree-levels $TREE_LEVELS))
+EVAL_ARGS=($([ "$TREE_LEVELS" = all ] || echo --tree-levels $TREE_LEVELS) ${RIGHT_SKEW:+--right-skew $RIGHT_SKEW})
 mkdir -p "$OUT"
 train() {  # seed [extra args...]
   local seed=$1; shift
@@ -46,9 +47,9 @@ for seed in $SEEDS; do
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
 for seed in $SEEDS; do  # the units (UD EWT dev) are scored once, with the dev half
-  glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${TREE_LEVELS[@]}" \
+  glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
     --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_dev_seed$seed" > /dev/null
-  glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${TREE_LEVELS[@]}" \
+  glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
     --output "$OUT/eval_test_seed$seed" > /dev/null
 done
 python - "$OUT" $SEEDS <<'PY'
@@ -57,8 +58,11 @@ out, seeds = sys.argv[1], sys.argv[2:]
 for half in ("dev", "test"):
     runs = [json.load(open(f"{out}/eval_{half}_seed{s}/results.json"))["constituency"] for s in seeds]
     print(f"{half} half, {runs[0]['n_sentences']} sentences, seeds {' '.join(seeds)}:")
-    for name in ("glomtext", "glomtext_untrained", "right_branching", "balanced", "random"):
+    for name in ("glomtext", "glomtext_untrained", "glomtext_right_skew", "glomtext_untrained_right_skew",
+                 "right_branching", "balanced", "random"):
+        if name not in runs[0]["systems"]:
+            continue
         f1 = [r["systems"][name]["sentence_f1"] for r in runs]
         sd = statistics.stdev(f1) if len(f1) > 1 else 0.0
-        print(f"  {name:20s} sentence F1 {statistics.mean(f1):5.1f} +- {sd:.1f}   ({', '.join(f'{x:.1f}' for x in f1)})")
+        print(f"  {name:29s} sentence F1 {statistics.mean(f1):5.1f} +- {sd:.1f}   ({', '.join(f'{x:.1f}' for x in f1)})")
 PY

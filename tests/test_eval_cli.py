@@ -104,6 +104,35 @@ def test_tree_levels_choose_the_levels_the_trees_are_read_from(model_dir, tmp_pa
     assert systems["glomtext"]["sentence_f1"] == pytest.approx(direct.result()["sentence_f1"])
 
 
+def test_right_skew_rows_are_added_beside_the_unbiased_ones(model_dir, tmp_path):
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import distance_tree
+
+    out = tmp_path / "out"
+    assert main(["--treebank", "nltk:treebank", "--max-sentences", "6", "--model", str(model_dir), "--backbone", "none",
+                 "--tree-levels", "1", "--right-skew", "0.5", "--output", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    systems = results["constituency"]["systems"]
+    assert results["config"]["right_skew"] == 0.5
+    assert {"glomtext_right_skew", "glomtext_untrained_right_skew"} <= set(systems)
+    assert systems["glomtext_right_skew"]["right_skew"] == 0.5 and systems["glomtext_untrained_right_skew"]["seed"] == 0
+    report = (out / "report.md").read_text()
+    assert "| glomtext (trees from levels 1) + right-skew bias 0.5 (a branching-direction prior) |" in report
+    assert "| glomtext untrained (same config, fresh weights, seed 0) + right-skew bias 0.5 (a branching-direction prior) |" in report
+    # each row is its read-out scored directly (level-1 distances, without and with the bias)
+    glom = GlomText(str(model_dir))
+    golds = prepare_golds(*read_ptb("nltk:treebank", 6))
+    direct = {0.0: ConstituencyScorer(), 0.5: ConstituencyScorer()}
+    for g in golds:
+        (kim, evalb) = glom.states([g.words, g.evalb_words])
+        for bias, scorer in direct.items():
+            scorer.add(g, distance_tree(g.words, kim, levels=[1], right_skew=bias),
+                       distance_tree(g.evalb_words, evalb, levels=[1], right_skew=bias))
+    assert systems["glomtext"]["sentence_f1"] == pytest.approx(direct[0.0].result()["sentence_f1"])
+    assert systems["glomtext_right_skew"]["sentence_f1"] == pytest.approx(direct[0.5].result()["sentence_f1"])
+    assert systems["glomtext_right_skew"]["sentence_f1"] != systems["glomtext"]["sentence_f1"]
+
+
 def test_baselines_only(tmp_path):
     assert main(["--treebank", "nltk:treebank", "--max-sentences", "5", "--seed", "3", "--output", str(tmp_path), "--no-progress"]) == 0
     systems = json.loads((tmp_path / "results.json").read_text())["constituency"]["systems"]
@@ -125,7 +154,9 @@ def test_bad_arguments_get_one_clear_line(args, message, model_dir, tmp_path, ca
 
 
 @pytest.mark.parametrize("args", [[], ["--treebank", "nltk:treebank", "--max-sentences", "0"],
-                                  ["--treebank", "nltk:treebank", "--tree-levels", "0"]])
+                                  ["--treebank", "nltk:treebank", "--tree-levels", "0"],
+                                  ["--treebank", "nltk:treebank", "--right-skew", "2"],
+                                  ["--treebank", "nltk:treebank", "--model", "m", "--right-skew", "0"]])
 def test_usage_errors(args, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(args + ["--output", str(tmp_path)])
@@ -200,3 +231,11 @@ def test_readout_study_scores_every_level_with_cosines_and_links(tmp_path, capsy
         direct.add(g, distance_tree(g.words, states))
     assert len(control) == len(rows) and control[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)
     assert [r["sentence_f1"] for r in control] != [r["sentence_f1"] for r in rows]
+    # a huge right-skew bias turns every cosine read-out into right-branching trees
+    assert study["main"](["--model", str(tmp_path), "--treebank", "nltk:treebank", "--max-sentences", "8", "--right-skew", "1e6"]) == 0
+    skewed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["readout"] for r in skewed[3:6]] == [f"cosine, {name}, right-skew 1e+06" for name in ("all levels", "level 0", "level 1")]
+    direct = ConstituencyScorer()
+    for g in golds:
+        direct.add(g, right_branching(g.words))
+    assert {r["sentence_f1"] for r in skewed[3:6]} == {round(direct.result()["sentence_f1"], 1)} != {rows[0]["sentence_f1"]}

@@ -17,7 +17,7 @@ from glomtext.evaluation.constituency import (
 )
 from glomtext.evaluation.readers import PTBTree, ReadLog, read_ptb
 from glomtext.islands import Island
-from glomtext.trees import left_branching, right_branching
+from glomtext.trees import left_branching, right_branching, right_skewed, tree_from_distances
 
 CAT = "(S (NP-SBJ (DT The) (NN cat)) (, ,) (VP (VBD sat) (PP-LOC (IN on) (NP (DT the) (NN mat)))) (. .))"
 # $ and the empty elements go; NP($ 5 *U*) shrinks to one word; S and VP over "to fix" are a unary chain
@@ -81,6 +81,17 @@ def test_too_short_sentences_are_skipped_and_counted():
     trees = [PTBTree(Tree.fromstring(t), f"f:{i}") for i, t in enumerate([CAT, "(S (NP (PRP He)) (. .))", "(FRAG (NP (-NONE- *)) (. .))"])]
     assert [g.source for g in prepare_golds(trees, log)] == ["f:0"]
     assert log.n_skipped == 2 and log.examples[0].startswith("f:1: fewer than 2 words")
+
+
+def test_right_skew_bias_by_hand():
+    # m = 4 words, mean distance 2: gaps 0, 1, 2 get 2 * bias * (1, 2/3, 1/3)
+    assert right_skewed([1.0, 2.0, 3.0], 1.5) == pytest.approx([4.0, 4.0, 4.0])
+    assert right_skewed([3.0, 2.0, 1.0], 0.0) == [3.0, 2.0, 1.0] and right_skewed([], 2.0) == []
+    words = "a b c d e".split()
+    left_leaning = [1.0, 2.0, 3.0, 4.0]  # left-branching distances (the last gap splits first)
+    assert tree_from_distances(words, left_leaning) == left_branching(words)
+    assert tree_from_distances(words, right_skewed(left_leaning, 10.0)) == right_branching(words)
+    assert tree_from_distances(words, right_skewed([0.0] * 4, 10.0)) == tree_from_distances(words, [0.0] * 4)  # no scale: no bias
 
 
 def test_scorer_by_hand_right_branching():

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=positive_int, help="settling iterations of the glomtext model (default: its config)")
     p.add_argument("--tree-levels", type=int, nargs="+", metavar="L",
                    help="read the model's trees from these levels only (0 = lowest; default: the mean over all levels)")
+    p.add_argument("--right-skew", type=float, metavar="BIAS",
+                   help="also score the model's trees with the right-skew bias of Kim et al. (2020) added to the distances, "
+                        "as separate rows (a branching-direction prior; the default rows stay unbiased)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0, help="first seed of the random-tree baseline (5 seeds: SEED .. SEED+4)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -70,7 +73,7 @@ def load_systems(args: argparse.Namespace):
     from glomtext.evaluation.systems import Backbone, GlomText
 
     glom = GlomText(args.model, iterations=args.iterations, batch_size=args.batch_size, device=args.device,
-                    tree_levels=args.tree_levels) if args.model else None
+                    tree_levels=args.tree_levels, right_skew=args.right_skew) if args.model else None
     name = args.backbone or (glom.backbone if glom else None)
     if not name or name.lower() == "none":
         return glom, None
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
     glom, backbone = load_systems(args)
     results: dict = {"config": {"command": "glomtext eval " + shlex.join(argv), "treebank": args.treebank, "model": args.model,
                                 "backbone": backbone.label if backbone else None, "iterations": args.iterations,
-                                "tree_levels": args.tree_levels,
+                                "tree_levels": args.tree_levels, "right_skew": args.right_skew,
                                 "max_sentences": args.max_sentences, "seed": args.seed}, "timing_s": {}, "units": {}}
     examples = []
     if args.treebank:
@@ -128,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.treebank and not args.units:
         parser.error("give --treebank and/or --units")
-    if args.tree_levels and not args.model:
-        parser.error("--tree-levels needs --model")
+    for given, flag in ((args.tree_levels, "--tree-levels"), (args.right_skew is not None, "--right-skew")):
+        if given and not args.model:
+            parser.error(f"{flag} needs --model")
+    if args.right_skew is not None and not args.right_skew > 0:
+        parser.error(f"--right-skew must be positive, got {args.right_skew}")
     try:
         results, examples = run(args, argv)
     except (ReadError, ValueError, FileNotFoundError) as e:

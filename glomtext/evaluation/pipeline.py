@@ -101,20 +101,30 @@ def _backbone(golds, sentences, backbone, progress) -> tuple[dict, dict, int]:
     return result, trees, best
 
 
+def _glom_systems(golds, sentences, glom, progress, keep_islands=frozenset()) -> tuple[dict, dict, dict]:
+    """Every system ``glom.trees`` reads from the model's states (the plain distance tree, and the
+    right-skewed one when asked for), scored; with the trees and the islands of ``keep_islands``."""
+    trees, islands = _trees_and_islands(glom, sentences, glom.trees, progress, keep_islands)
+    systems = {}
+    for name in trees[sentences[0]]:
+        systems[name] = {**_score(golds, lambda words: trees[tuple(words)][name]), "model": glom.label,
+                         "tree_levels": glom.tree_levels or "all"}
+        if name.endswith("_right_skew"):
+            systems[name]["right_skew"] = glom.right_skew
+    return systems, trees, islands
+
+
 def _glomtext(golds, sentences, glom, progress) -> tuple[dict, dict]:
     """The model's distance trees, and its islands per level against the gold constituents."""
-    trees, islands = _trees_and_islands(glom, sentences, glom.tree, progress, keep_islands={tuple(g.words) for g in golds})
-    result = {**_score(golds, lambda words: trees[tuple(words)]), "model": glom.label, "tree_levels": glom.tree_levels or "all",
-              "islands_by_level": island_stats([islands[tuple(g.words)] for g in golds], golds)}
-    return result, trees
+    systems, trees, islands = _glom_systems(golds, sentences, glom, progress, keep_islands={tuple(g.words) for g in golds})
+    systems["glomtext"]["islands_by_level"] = island_stats([islands[tuple(g.words)] for g in golds], golds)
+    return systems, trees
 
 
 def _untrained(golds, sentences, glom, seed, progress) -> dict:
     """The same read-out on the same architecture with fresh weights (``GlomText.untrained``)."""
-    control = glom.untrained(seed)
-    trees, _ = _trees_and_islands(control, sentences, control.tree, progress)
-    return {**_score(golds, lambda words: trees[tuple(words)]), "model": control.label, "seed": seed,
-            "tree_levels": control.tree_levels or "all"}
+    systems, _, _ = _glom_systems(golds, sentences, glom.untrained(seed), progress)
+    return {name: {**r, "seed": seed} for name, r in systems.items()}
 
 
 def evaluate_constituency(golds: Sequence[GoldSentence], *, glom=None, backbone=None, seeds: Sequence[int] = (0, 1, 2, 3, 4),
@@ -131,9 +141,9 @@ def evaluate_constituency(golds: Sequence[GoldSentence], *, glom=None, backbone=
         systems["backbone_distance"], trees, best = _backbone(golds, sentences, backbone, progress)
         drawn[f"backbone_distance (layer {best})"] = lambda words: trees[tuple(words)][best]
     if glom is not None:
-        systems["glomtext"], glom_trees = _glomtext(golds, sentences, glom, progress)
-        drawn["glomtext"] = lambda words: glom_trees[tuple(words)]
-        systems["glomtext_untrained"] = _untrained(golds, sentences, glom, seeds[0], progress)
+        glom_systems, glom_trees = _glomtext(golds, sentences, glom, progress)
+        systems |= glom_systems | _untrained(golds, sentences, glom, seeds[0], progress)
+        drawn["glomtext"] = lambda words: glom_trees[tuple(words)]["glomtext"]
     lo, hi = EXAMPLE_LENGTHS
     examples = [Example(g.source, g.tree, {name: tree_of(g.words) for name, tree_of in drawn.items()})
                 for g in [g for g in golds if lo <= len(g.words) <= hi][:3]]

@@ -9,7 +9,8 @@ from pathlib import Path
 from glomtext.evaluation.constituency import is_preterminal
 from glomtext.evaluation.units import SCORE_DEFINITIONS, UnitScorer
 
-SYSTEM_ORDER = ("glomtext", "glomtext_untrained", "backbone_distance", "right_branching", "left_branching", "balanced", "random")
+SYSTEM_ORDER = ("glomtext", "glomtext_untrained", "glomtext_right_skew", "glomtext_untrained_right_skew", "backbone_distance",
+                "right_branching", "left_branching", "balanced", "random")
 TOP_LABELS = 8  # gold labels shown in the recall table
 
 
@@ -27,21 +28,27 @@ def _systems(constituency: dict) -> list[str]:
     return [s for s in SYSTEM_ORDER if s in constituency["systems"]]
 
 
+def system_label(name: str, r: dict) -> str:
+    """How a system is named in the report (with the read-out options that shaped its trees)."""
+    if name.endswith("_right_skew"):
+        return f"{system_label(name.removesuffix('_right_skew'), r)} + right-skew bias {r['right_skew']:g} (a branching-direction prior)"
+    if name == "random":
+        return f"random (mean of {len(r['seeds'])} seeds, sd {r['sentence_f1_std']:.1f})"
+    if name == "glomtext" and r.get("tree_levels", "all") != "all":
+        return f"glomtext (trees from levels {', '.join(map(str, r['tree_levels']))})"
+    if name == "glomtext_untrained":
+        return f"glomtext untrained (same config, fresh weights, seed {r['seed']})"
+    if name == "backbone_distance":
+        return f"backbone_distance (best: layer {r['layer']})"
+    return name
+
+
 def system_rows(constituency: dict) -> list[list[str]]:
     """One row per system: sentence/corpus F1 (all and <= 10 words) and the EVALB-style F1."""
     rows = []
     for name in _systems(constituency):
         r = constituency["systems"][name]
-        label = name
-        if name == "random":
-            label = f"random (mean of {len(r['seeds'])} seeds, sd {r['sentence_f1_std']:.1f})"
-        elif name == "glomtext" and r.get("tree_levels", "all") != "all":
-            label = f"glomtext (trees from levels {', '.join(map(str, r['tree_levels']))})"
-        elif name == "glomtext_untrained":
-            label = f"glomtext untrained (same config, fresh weights, seed {r['seed']})"
-        elif name == "backbone_distance":
-            label = f"backbone_distance (best: layer {r['layer']})"
-        rows.append([label, _f(r["sentence_f1"]), _f(r["corpus_f1"]), _f(r["sentence_f1_le10"]), _f(r["corpus_f1_le10"]),
+        rows.append([system_label(name, r), _f(r["sentence_f1"]), _f(r["corpus_f1"]), _f(r["sentence_f1_le10"]), _f(r["corpus_f1_le10"]),
                      _f(r.get("evalb_unlabeled", {}).get("f1"))])
     return rows
 

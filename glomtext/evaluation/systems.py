@@ -70,7 +70,7 @@ class GlomText:
     name = "glomtext"
 
     def __init__(self, model_dir: str, *, iterations: int | None = None, batch_size: int = 32, device: str | None = None,
-                 tree_levels: Sequence[int] | None = None):
+                 tree_levels: Sequence[int] | None = None, right_skew: float | None = None):
         from glomtext.islands import load_model
 
         self.model, self.tokenizer = load_model(model_dir)
@@ -83,12 +83,24 @@ class GlomText:
         if bad or (tree_levels is not None and not tree_levels):
             raise ValueError(f"tree levels {list(tree_levels)}: the model {model_dir} has levels 0..{self.n_levels - 1}")
         self.tree_levels = None if tree_levels is None else sorted(set(tree_levels))
+        if right_skew is not None and not right_skew > 0:
+            raise ValueError(f"right-skew bias must be positive, got {right_skew}")
+        self.right_skew = right_skew
 
-    def tree(self, words: Sequence[str], states: torch.Tensor):
-        """The distance tree read from ``tree_levels`` (all levels by default) of (W, L, D) states."""
+    def tree(self, words: Sequence[str], states: torch.Tensor, right_skew: float = 0.0):
+        """The distance tree read from ``tree_levels`` (all levels by default) of (W, L, D) states,
+        with the right-skew bias ``right_skew`` if one is given."""
         from glomtext.islands import distance_tree
 
-        return distance_tree(words, states, levels=self.tree_levels)
+        return distance_tree(words, states, levels=self.tree_levels, right_skew=right_skew)
+
+    def trees(self, words: Sequence[str], states: torch.Tensor) -> dict:
+        """{system name: tree}: the unbiased tree, and with ``right_skew`` set also the biased one
+        (a separate system, ``<name>_right_skew``, since it adds a branching-direction prior)."""
+        trees = {self.name: self.tree(words, states)}
+        if self.right_skew:
+            trees[f"{self.name}_right_skew"] = self.tree(words, states, self.right_skew)
+        return trees
 
     def untrained(self, seed: int = 0) -> GlomText:
         """The control: the same architecture, tokenizer and read-out with fresh weights (seeded; a
