@@ -106,7 +106,7 @@ def _glom_systems(golds, sentences, glom, progress, keep_islands=frozenset()) ->
     right-skewed one when asked for), scored; with the trees and the islands of ``keep_islands``."""
     trees, islands = _trees_and_islands(glom, sentences, glom.trees, progress, keep_islands)
     systems = {}
-    for name in trees[sentences[0]]:
+    for name in [glom.name] + [f"{glom.name}_right_skew"] * bool(glom.right_skew):
         systems[name] = {**_score(golds, lambda words: trees[tuple(words)][name]), "model": glom.label,
                          "tree_levels": glom.tree_levels or "all"}
         if name.endswith("_right_skew"):
