@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--right-skew", type=float, nargs="+", default=[], metavar="B", help="right-skew biases to try on the cosine read-outs")
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
     args = p.parse_args(argv)
+    if any(not b > 0 for b in args.right_skew):
+        p.error(f"--right-skew: biases must be positive, got {args.right_skew}")
     trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
     golds = prepare_golds(trees, log)
     rows = []
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         states = dict(zip([tuple(g.words) for g in golds], glom.states([g.words for g in golds])))
         every = list(range(glom.n_levels))
         levels = {"all levels": every, **{f"level {l}": [l] for l in every}}
-        readouts = {f"cosine, {name}{f', right-skew {b:g}' if b else ''}": lambda words, s, lv=lv, b=b: distance_tree(words, s, levels=lv, right_skew=b)
+        readouts = {f"cosine, {name}{f', right-skew {b:g}' if b else ''}":
+                    lambda words, s, lv=lv, b=b: distance_tree(words, s, levels=lv, right_skew=b)
                     for b in [0.0, *args.right_skew] for name, lv in levels.items()}
         if glom.model.config.consensus_prior == "constituent":
             beta = glom.model.settling.log_beta.detach().exp()
