@@ -1,9 +1,9 @@
 """Which read-out of a trained model gives the best trees? (model selection on the dev half only)
 
 For each level alone, and for the mean over all levels, the adjacent-word distance tree is scored
-with the Kim et al. protocol; optionally at several iteration counts. For models trained with
-`consensus_prior=constituent` the same is done with the model's neighbour links as distances
-(1 - link, from `neighbour_links` on the word states). `--right-skew B [B ...]` also scores the
+with the Kim et al. protocol; optionally at several iteration counts. For models trained with a
+constituent `consensus_prior` the same is done with the model's neighbour links as distances
+(1 - link, from the model's `settling.links` on the word states). `--right-skew B [B ...]` also scores the
 cosine read-outs with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
 the separately labelled rows of `glomtext eval --right-skew`). Run on the development half
 (wsj_0001-wsj_0099) so that choices never look at the test half:
@@ -22,14 +22,14 @@ from glomtext.evaluation.constituency import ConstituencyScorer, prepare_golds
 from glomtext.evaluation.readers import read_ptb
 from glomtext.evaluation.systems import GlomText
 from glomtext.islands import distance_tree
-from glomtext.modeling_glomtext import neighbour_links
 from glomtext.trees import tree_from_distances
 
 
-def links_tree(words, states: torch.Tensor, beta: torch.Tensor, levels):
+@torch.no_grad()
+def links_tree(words, states: torch.Tensor, settling, levels):
     """Distance tree from 1 - the neighbour links of (W, L, D) word states, summed over ``levels``."""
     z = states.permute(1, 0, 2)[:, None]  # (W, L, D) -> (L, 1, W, D)
-    links = neighbour_links(z, beta[:, None, None], torch.ones(1, states.shape[0], dtype=torch.bool))[:, 0]  # (L, W-1)
+    links = settling.links(z, torch.ones(1, states.shape[0], dtype=torch.bool))[:, 0]  # (L, W-1)
     return tree_from_distances(words, (1 - links[levels]).sum(0).tolist())
 
 
@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         readouts = {f"cosine, {name}{f', right-skew {b:g}' if b else ''}":
                     lambda words, s, lv=lv, b=b: distance_tree(words, s, levels=lv, right_skew=b)
                     for b in [0.0, *args.right_skew] for name, lv in levels.items()}
-        if glom.model.config.consensus_prior == "constituent":
-            beta = glom.model.settling.log_beta.detach().exp()
-            readouts |= {f"links, {name}": lambda words, s, lv=lv: links_tree(words, s, beta, lv) for name, lv in levels.items()}
+        if glom.model.config.consensus_prior != "none":
+            settling = glom.model.settling
+            readouts |= {f"links, {name}": lambda words, s, lv=lv: links_tree(words, s, settling, lv) for name, lv in levels.items()}
         for name, tree_of in readouts.items():
             scorer = ConstituencyScorer()
             for g in golds:

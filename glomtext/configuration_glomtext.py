@@ -9,7 +9,7 @@ from transformers import PretrainedConfig
 
 ATTENTION_REACH = ("full", "local", "local_sparse")
 TOP_DOWN_POSITION = ("absolute", "island")
-CONSENSUS_PRIOR = ("none", "constituent")
+CONSENSUS_PRIOR = ("none", "constituent", "constituent_learned")
 CONTRIBUTIONS = ("previous", "bottom_up", "top_down", "consensus")
 
 
@@ -42,7 +42,9 @@ class GlomTextConfig(PretrainedConfig):
             Tree-Transformer-style prior: each column picks its left or right neighbour, adjacent columns
             that pick each other are linked, links only grow with level, and the attention of i to j is
             scaled by the product of the links between them, so islands are nested contiguous spans;
-            the weight not given to others stays on the column itself).
+            the weight not given to others stays on the column itself); "constituent_learned": the same
+            prior with the neighbour choice made by learned per-level query and key projections of the
+            level embeddings (as Tree Transformer does) instead of the embeddings themselves.
     Reach (GLOM.md 4), chosen by `attention_reach`:
         "full": every level sees every column;
         "local": level l (0-based) sees columns within reach_window * 2**l;

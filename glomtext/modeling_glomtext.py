@@ -231,23 +231,29 @@ class Neighbourhood:
 
 
 # ----------------------------------------------------------------------------------------------
-# the constituent prior (consensus_prior="constituent"): Tree Transformer's constituent attention
-# (Wang et al. 2019) with query = key = the level embedding
+# the constituent prior (consensus_prior="constituent" or "constituent_learned"): Tree Transformer's
+# constituent attention (Wang et al. 2019) with query = key = the level embedding, or learned projections of it
 
 
-def neighbour_links(z: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
     """How strongly each pair of adjacent columns is linked, per level, non-decreasing with level.
 
-    Every column chooses between its left and right neighbour, softmax(beta <z_i, z_i±1>); the link
+    Every column chooses between its left and right neighbour, softmax(beta <q_i, k_i±1>); the link
     of columns i and i+1 at level l is a_i = sqrt(p(i -> i+1) p(i+1 -> i)), and links only grow with
     level: 1 - link^l = prod_{m <= l} (1 - a^m), so what is joined below stays joined above.
-    z (L, B, N, D), beta (L, 1, 1), key_ok (B, N) real columns -> (L, B, N-1), 0 next to padding.
+    q, k (L, B, N, D) (the level embeddings themselves for "constituent", learned projections of them
+    for "constituent_learned"), beta (L, 1, 1), key_ok (B, N) real columns -> (L, B, N-1), 0 next to padding.
     """
     pair_ok = key_ok[:, :-1] & key_ok[:, 1:]  # (B, N-1)
-    pair = beta * (z[..., :-1, :] * z[..., 1:, :]).sum(-1)  # (L, B, N-1)
-    pair = pair.to(torch.promote_types(pair.dtype, torch.float32)).masked_fill(~pair_ok, -1e4)  # bf16 -> float32
-    edge = pair.new_full(pair.shape[:-1] + (1,), -1e4)
-    to_right = torch.sigmoid(torch.cat([pair, edge], -1) - torch.cat([edge, pair], -1))  # (L, B, N) p(i -> i+1)
+    wide = torch.promote_types(q.dtype, torch.float32)  # bf16 -> float32
+
+    def score(a, b):  # (L, B, N-1) beta <a_i, b_i> on adjacent pairs, -1e4 where a column is padding
+        return (beta * (a * b).sum(-1)).to(wide).masked_fill(~pair_ok, -1e4)
+
+    right = score(q[..., :-1, :], k[..., 1:, :])  # (L, B, N-1) column i looking right
+    left = score(q[..., 1:, :], k[..., :-1, :])  # (L, B, N-1) column i+1 looking left
+    edge = right.new_full(right.shape[:-1] + (1,), -1e4)
+    to_right = torch.sigmoid(torch.cat([right, edge], -1) - torch.cat([edge, left], -1))  # (L, B, N) p(i -> i+1)
     a = torch.sqrt(to_right[..., :-1] * (1 - to_right[..., 1:]) + 1e-9) * pair_ok  # (L, B, N-1)
     return 1 - torch.cumprod(1 - a, dim=0)
 
@@ -411,6 +417,8 @@ class GlomTextSettling(nn.Module):
         self.level_embeddings = nn.Parameter(torch.empty(L, D))  # initial state = front end + level code
         self.contribution_logits = nn.Parameter(torch.empty(L, len(CONTRIBUTIONS)), requires_grad=config.learn_contribution_weights)
         self.log_beta = nn.Parameter(torch.empty(L), requires_grad=config.learn_beta)
+        if config.consensus_prior == "constituent_learned":
+            self.link_query_key = LevelLinear(L, D, 2 * D)  # per-level query and key of the neighbour links
 
     # -- contributions --------------------------------------------------------------------------
     def contribution_weights(self) -> torch.Tensor:
@@ -438,12 +446,21 @@ class GlomTextSettling(nn.Module):
         above = z[1:] * math.sqrt(z.shape[-1])  # (L-1, B, N, D)
         return self.top_down(torch.cat([above, code], dim=-1))
 
+    def links(self, z: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N)."""
+        q = k = z
+        if self.config.consensus_prior == "constituent_learned":
+            L, B, N, D = z.shape
+            qk = self.link_query_key((z * math.sqrt(D)).reshape(L, B * N, D))  # (L, B*N, 2D)
+            q, k = (unit(t) for t in qk.view(L, B, N, 2 * D).chunk(2, dim=-1))  # (L, B, N, D) each
+        return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok)
+
     def consensus(self, z: torch.Tensor, hood: Neighbourhood) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention with query = key = value = the level embedding.
 
         Returns the consensus (L, B, N, D), the attention-weighted centre of each column's island
         (L, B, N) in column positions (the column itself when it has no key in reach), and the
-        attention weights (L, B, N, K). With `consensus_prior="constituent"` the weights are scaled by
+        attention weights (L, B, N, K). With a constituent `consensus_prior` the weights are scaled by
         `constituent_prior` and what they no longer give to others stays on the column's own value.
         """
         w_self = self.config.consensus_self_weight
@@ -451,11 +468,11 @@ class GlomTextSettling(nn.Module):
         keys = hood.keys(z)
         attn = hood.softmax(beta * hood.scores(z, keys))  # (L, B, N, K)
         own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
-        if self.config.consensus_prior == "constituent":
-            attn = attn * constituent_prior(neighbour_links(z, beta[..., 0], hood.key_ok), hood.key_pos).to(attn.dtype)
+        if self.config.consensus_prior != "none":
+            attn = attn * constituent_prior(self.links(z, hood.key_ok), hood.key_pos).to(attn.dtype)
         others = hood.aggregate(attn, keys)  # (L, B, N, D)
         centre = (attn * hood.key_pos.to(z.dtype)).sum(-1)  # (L, B, N)
-        if self.config.consensus_prior == "constituent":
+        if self.config.consensus_prior != "none":
             kept = 1 - attn.sum(-1)  # (L, B, N) the weight left on the column itself
             others = others + kept[..., None] * z
             centre = centre + kept * own_pos

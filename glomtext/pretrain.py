@@ -27,6 +27,7 @@ import json
 import math
 import os
 import pickle
+import re
 import shutil
 import socket
 import sys
@@ -140,9 +141,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def parse_overrides(text: str | None) -> dict:
-    """'a=1,b=full,c=0.5' -> {'a': 1, 'b': 'full', 'c': 0.5} (JSON values where they parse)."""
+    """'a=1,b=full,c=[1,2]' -> {'a': 1, 'b': 'full', 'c': [1, 2]} (JSON values where they parse;
+    commas inside brackets belong to the value)."""
     out = {}
-    for item in filter(None, (text or "").split(",")):
+    for item in filter(None, re.split(r",(?![^\[]*\])", text or "")):
         if "=" not in item:
             raise SystemExit(f"--config_overrides: expected key=value, got {item!r}")
         key, value = (s.strip() for s in item.split("=", 1))

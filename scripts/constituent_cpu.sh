@@ -6,6 +6,7 @@
 # are summarised as mean and standard deviation over the seeds.
 #   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/constituent   PRIOR=constituent (none: the control recipe)
 #   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
+#   TRAIN_ARGS="..."  more pretraining flags (e.g. --span_mask, --backbone all-MiniLM-L6-v2, --torch_compile)
 #   TREE_LEVELS=0 (default: trees from level 0, the level chosen on the dev half; "all": the mean over all levels)
 #   RIGHT_SKEW=B also scores the trees with the right-skew bias B (separate rows: a branching-direction prior)
 #   TOKENIZER=DIR reuses a tokenizer; by default the first run trains one (8k WordPiece on its corpus)
@@ -27,7 +28,7 @@ train() {  # seed [extra args...]
   python -m glomtext.pretrain --output_dir "$OUT/seed$seed" --corpus nltk:brown --exclude_treebank nltk:treebank \
     --preset small --max_train_steps "$STEPS" --num_train_epochs 3 --per_device_train_batch_size 32 --max_seq_length 64 \
     --whole_word_mask --checkpointing_steps 400 --checkpoints_total_limit 10 --seed "$seed" --report_to none \
-    --config_overrides "consensus_prior=$PRIOR,island_loss_weight=0$OVERRIDES" "$@"
+    --config_overrides "consensus_prior=$PRIOR,island_loss_weight=0$OVERRIDES" ${TRAIN_ARGS:-} "$@"
 }
 first=${SEEDS%% *}
 TOKENIZER="${TOKENIZER:-}"

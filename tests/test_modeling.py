@@ -94,7 +94,7 @@ def test_padding_does_not_change_real_columns():
 
 @pytest.mark.parametrize("N", [40, 37])  # whole blocks of b = 4 columns, and a ragged last block
 @pytest.mark.parametrize("overrides", [{}, {"attention_reach": "local"}, {"top_down_position": "island", "num_levels": 4},
-                                       {"consensus_prior": "constituent"}])
+                                       {"consensus_prior": "constituent"}, {"consensus_prior": "constituent_learned"}])
 def test_dense_and_blocked_neighbourhoods_agree(N, overrides):
     """Same states, island loss and gradients from both layouts (local_sparse: band keys and far keys)."""
     torch.manual_seed(0)
@@ -188,13 +188,27 @@ def test_neighbour_links_by_hand():
     1 - (1 - a)^2 (links only grow with level). Next to padding there is no link."""
     e1, e2 = torch.eye(2)
     z = torch.stack([e1, e1, e2]).expand(2, 1, 3, 2)  # (L=2, B=1, N=3, D=2)
-    links = neighbour_links(z, torch.ones(2, 1, 1), torch.ones(1, 3, dtype=torch.bool))
+    links = neighbour_links(z, z, torch.ones(2, 1, 1), torch.ones(1, 3, dtype=torch.bool))
     s = 1 / (1 + math.e)
     a = torch.tensor([math.sqrt(1 - s), math.sqrt(s)])
     torch.testing.assert_close(links[0, 0], a, atol=1e-4, rtol=0)
     torch.testing.assert_close(links[1, 0], 1 - (1 - a) ** 2, atol=1e-4, rtol=0)
-    padded = neighbour_links(z, torch.ones(2, 1, 1), torch.tensor([[True, True, False]]))
+    padded = neighbour_links(z, z, torch.ones(2, 1, 1), torch.tensor([[True, True, False]]))
     assert padded[:, 0, 1].abs().max() < 1e-4 and padded[0, 0, 0] > 0.99  # column 1 now has only column 0
+
+
+def test_neighbour_links_with_separate_queries_and_keys_by_hand():
+    """Three columns, one level, beta 1, queries q = (e1, e1, e2), keys k = (e2, e2, e1). Column 1 scores
+    <q1, k2> = 1 to the right and <q1, k0> = 0 to the left, so it looks right with 1 - s, s = sigmoid(-1);
+    the edge columns have one choice. Links sqrt(1 * s) and sqrt((1 - s) * 1). With k = q (the plain
+    prior) column 1 scores 0 right and 1 left, and the links swap."""
+    e1, e2 = torch.eye(2)
+    q = torch.stack([e1, e1, e2])[None, None]  # (L=1, B=1, N=3, D=2)
+    k = torch.stack([e2, e2, e1])[None, None]
+    ok, beta, s = torch.ones(1, 3, dtype=torch.bool), torch.ones(1, 1, 1), 1 / (1 + math.e)
+    expected = torch.tensor([math.sqrt(s), math.sqrt(1 - s)])
+    torch.testing.assert_close(neighbour_links(q, k, beta, ok)[0, 0], expected, atol=1e-4, rtol=0)
+    torch.testing.assert_close(neighbour_links(q, q, beta, ok)[0, 0], expected.flip(0), atol=1e-4, rtol=0)
 
 
 def test_constituent_prior_is_the_product_of_links_between_columns():
@@ -209,7 +223,7 @@ def test_constituent_prior_gradients():
     z = torch.nn.functional.normalize(torch.randn(2, 1, 5, 4, dtype=torch.double), dim=-1).requires_grad_()
     beta = torch.tensor([2.0, 3.0], dtype=torch.double)[:, None, None]
     key_pos = torch.arange(5.0).expand(2, 1, 5, 5)
-    prior = lambda z: constituent_prior(neighbour_links(z, beta, torch.ones(1, 5, dtype=torch.bool)), key_pos)  # noqa: E731
+    prior = lambda z: constituent_prior(neighbour_links(z, z.flip(-1), beta, torch.ones(1, 5, dtype=torch.bool)), key_pos)  # noqa: E731
     assert torch.autograd.gradcheck(prior, (z,))
 
 
@@ -264,9 +278,10 @@ def test_warm_start_and_growing_input():
 # -- training -------------------------------------------------------------------------------------
 
 
-def test_every_parameter_gets_a_gradient_and_losses_are_separate():
+@pytest.mark.parametrize("overrides", [{"top_down_position": "island"}, {"consensus_prior": "constituent_learned"}])
+def test_every_parameter_gets_a_gradient_and_losses_are_separate(overrides):
     torch.manual_seed(0)
-    model = GlomTextForMaskedLM(tiny_config(top_down_position="island"))
+    model = GlomTextForMaskedLM(tiny_config(**overrides))
     ids, mask = batch()
     labels = torch.full_like(ids, -100)
     labels[:, 2] = ids[:, 2]

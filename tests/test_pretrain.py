@@ -112,6 +112,16 @@ def test_bad_config_override_is_a_clear_error(tmp_path):
     assert proc.returncode != 0 and "num_levels must be >= 2" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_config_overrides_parse_json_values_and_lists():
+    from glomtext.pretrain import parse_overrides
+
+    assert parse_overrides("consensus_beta=[8,12.5,16],attention_reach=full,learn_beta=false,num_levels=3") == {
+        "consensus_beta": [8, 12.5, 16], "attention_reach": "full", "learn_beta": False, "num_levels": 3}
+    assert parse_overrides(None) == {}
+    with pytest.raises(SystemExit, match="'no_such_field' is not a GlomTextConfig field"):
+        parse_overrides("no_such_field=1")
+
+
 @pytest.mark.slow
 def test_two_process_training_agrees(tmp_path):
     """Real data-parallel training: 2 CPU processes (torchrun, gloo), each on its own shard."""
