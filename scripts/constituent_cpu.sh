@@ -4,7 +4,7 @@
 # masking and no island regulariser, once per seed; then every model is scored on the development half
 # (wsj_0001-wsj_0099) and the test half (wsj_0100-wsj_0199) of the WSJ sample, and the sentence F1s
 # are summarised as mean and standard deviation over the seeds.
-#   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/constituent   PRIOR=constituent (none: the control recipe)
+#   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/constituent   PRIOR=constituent (none: the control recipe; constituent_learned: learned neighbour choice)
 #   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
 #   TRAIN_ARGS="..."  more pretraining flags (e.g. --span_mask, --backbone all-MiniLM-L6-v2, --torch_compile)
 #   TREE_LEVELS=0 (default: trees from level 0, the level chosen on the dev half; "all": the mean over all levels)
