@@ -146,7 +146,7 @@ def parse_overrides(text: str | None) -> dict:
     out = {}
     for item in filter(None, re.split(r",(?![^\[]*\])", text or "")):
         if "=" not in item:
-            raise SystemExit(f"--config_overrides: expected key=value, got {item!r}")
+            raise SystemExit(f"--config_overrides: expected key=value, got {item!r} (a list value goes in brackets: key=[1,2])")
         key, value = (s.strip() for s in item.split("=", 1))
         if key not in GlomTextConfig().to_dict():
             raise SystemExit(f"--config_overrides: {key!r} is not a GlomTextConfig field")

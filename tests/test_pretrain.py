@@ -120,6 +120,8 @@ def test_config_overrides_parse_json_values_and_lists():
     assert parse_overrides(None) == {}
     with pytest.raises(SystemExit, match="'no_such_field' is not a GlomTextConfig field"):
         parse_overrides("no_such_field=1")
+    with pytest.raises(SystemExit, match=r"got '12' \(a list value goes in brackets"):
+        parse_overrides("consensus_beta=[8,12")
 
 
 @pytest.mark.slow
