@@ -19,6 +19,7 @@ from glomtext.evaluation.pipeline import evaluate_constituency
 from glomtext.evaluation.cli import positive_int
 from glomtext.evaluation.readers import ReadError, read_ptb
 from glomtext.evaluation.systems import GlomText
+from glomtext.islands import READOUTS
 from glomtext.pretrain import checkpoint_dirs
 
 
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=positive_int, default=500)
     p.add_argument("--tree-levels", type=int, nargs="+", metavar="L", help="as in glomtext eval (default: all levels)")
+    p.add_argument("--tree-readout", choices=READOUTS, default="cosine", help="as in glomtext eval (default: cosine)")
     p.add_argument("--output", help="write the rows to this JSON file too")
     args = p.parse_args(argv)
     run = Path(args.run)
@@ -53,9 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| step | model | sentence F1 | corpus F1 | untrained control | right-branching | random |\n|---|---|---|---|---|---|---|")
     for step, path in models:
         try:
-            glom = GlomText(str(path), tree_levels=args.tree_levels)
+            glom = GlomText(str(path), tree_levels=args.tree_levels, tree_readout=args.tree_readout)
         except ValueError as e:
-            p.error(f"--tree-levels: {e}")
+            p.error(str(e))
         result, _ = evaluate_constituency(golds, glom=glom, progress=False)
         s = result["systems"]
         rows.append({"step": step, "model": str(path), **{name: round(s[name]["sentence_f1"], 1) for name in s},

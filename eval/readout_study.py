@@ -3,7 +3,7 @@
 For each level alone, and for the mean over all levels, the adjacent-word distance tree is scored
 with the Kim et al. protocol; optionally at several iteration counts. For models trained with a
 constituent `consensus_prior` the same is done with the model's neighbour links as distances
-(1 - link, from the model's `settling.links` on the word states). `--right-skew B [B ...]` also scores the
+(1 - link, from the model's `settling.links` on the word states; `glomtext eval --tree-readout links`). `--right-skew B [B ...]` also scores the
 cosine read-outs with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
 the separately labelled rows of `glomtext eval --right-skew`). Run on the development half
 (wsj_0001-wsj_0099) so that choices never look at the test half:
@@ -16,21 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 
-import torch
-
 from glomtext.evaluation.constituency import ConstituencyScorer, prepare_golds
 from glomtext.evaluation.readers import read_ptb
 from glomtext.evaluation.systems import GlomText
 from glomtext.islands import distance_tree
-from glomtext.trees import tree_from_distances
-
-
-@torch.no_grad()
-def links_tree(words, states: torch.Tensor, settling, levels):
-    """Distance tree from 1 - the neighbour links of (W, L, D) word states, summed over ``levels``."""
-    z = states.permute(1, 0, 2)[:, None]  # (W, L, D) -> (L, 1, W, D)
-    links = settling.links(z, torch.ones(1, states.shape[0], dtype=torch.bool))[:, 0]  # (L, W-1)
-    return tree_from_distances(words, (1 - links[levels]).sum(0).tolist())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                     for b in [0.0, *args.right_skew] for name, lv in levels.items()}
         if glom.model.config.consensus_prior != "none":
             settling = glom.model.settling
-            readouts |= {f"links, {name}": lambda words, s, lv=lv: links_tree(words, s, settling, lv) for name, lv in levels.items()}
+            readouts |= {f"links, {name}": lambda words, s, lv=lv: distance_tree(words, s, levels=lv, readout="links", settling=settling)
+                         for name, lv in levels.items()}
         for name, tree_of in readouts.items():
             scorer = ConstituencyScorer()
             for g in golds:

@@ -84,7 +84,7 @@ DEFAULT_THRESHOLD = 0.9
 # paragraph) takes ~10 s and ~1 GB on CPU at L=3; longer ones are refused with a clear error.
 MAX_WORDS = 2048
 _BATCH_CELLS = 1 << 21  # sentences x longest^2 per clustering batch (short ones are not padded to a long one)
-READOUTS = ("cosine", "islands")
+READOUTS = ("cosine", "islands", "links")
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +357,8 @@ def calibrate_thresholds(states: Iterable[torch.Tensor], quantile: float = 0.9) 
 # --------------------------------------------------------------------------------------------
 
 
-def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels: Sequence[int] | None = None, **island_options) -> torch.Tensor:
+def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels: Sequence[int] | None = None,
+                       settling=None, **island_options) -> torch.Tensor:
     """Distance between each pair of adjacent words, read from the level states.
 
     states: (W, L, D). returns: (W - 1,).
@@ -366,21 +367,38 @@ def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels:
     readout="islands": the number of levels at which the two words are in different islands
         (``find_islands(states, **island_options)``); with nested islands this is the lowest
         level at which they first share an island.
+    readout="links": mean over levels of 1 - the neighbour link of a model trained with a
+        constituent ``consensus_prior`` (Tree Transformer's read-out), computed by its ``settling``
+        module (``model.settling``) from the word states.
     levels: only use these levels (default: all).
     """
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-    if readout == "cosine" and island_options:
+    if readout != "islands" and island_options:
         raise TypeError(f"island options {sorted(island_options)} only apply to readout='islands'")
+    if (settling is None) == (readout == "links"):
+        raise TypeError("readout='links' needs the model's settling module (settling=model.settling), and only it takes one")
     level_idx = list(range(states.shape[1])) if levels is None else list(levels)
     if states.shape[0] < 2:
         return states.new_zeros(0, dtype=torch.float32)
     if readout == "cosine":
         x = F.normalize(states[:, level_idx].float(), dim=-1)  # (W, L', D)
         return (1 - (x[:-1] * x[1:]).sum(-1)).mean(-1)  # (W-1,)
+    if readout == "links":
+        return 1 - word_links(settling, states)[level_idx].float().mean(0)  # (W-1,)
     islands = find_islands(states, **island_options)
     label = torch.tensor([_word_labels(islands[l], states.shape[0]) for l in level_idx])  # (L', W)
     return (label[:, :-1] != label[:, 1:]).float().sum(0)
+
+
+@torch.no_grad()
+def word_links(settling, states: torch.Tensor) -> torch.Tensor:
+    """The constituent prior's neighbour links between adjacent words: (W, L, D) states -> (L, W-1)."""
+    if settling.config.consensus_prior == "none":
+        raise ValueError("the links read-out needs a model trained with a constituent consensus_prior; this one has none")
+    p = next(settling.parameters())
+    z = states.permute(1, 0, 2)[:, None].to(p.device, p.dtype)  # (W, L, D) -> (L, 1, W, D)
+    return settling.links(z, torch.ones(1, states.shape[0], dtype=torch.bool, device=p.device))[:, 0].cpu()  # (L, W-1)
 
 
 def distance_tree(words: Sequence[str], states: torch.Tensor, *, right_skew: float = 0.0, **readout_options) -> Tree:

@@ -74,19 +74,19 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
                                    sep_token="[SEP]", mask_token="[MASK]")
 
 
-def tiny_model(max_position_embeddings: int = 64, seed: int = 0) -> tuple[GlomTextModel, PreTrainedTokenizerFast]:
+def tiny_model(max_position_embeddings: int = 64, seed: int = 0, **overrides) -> tuple[GlomTextModel, PreTrainedTokenizerFast]:
     tokenizer = tiny_tokenizer()
     torch.manual_seed(seed)
     config = GlomTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_levels=3, num_iterations=3,
-                            max_position_embeddings=max_position_embeddings, position_features=8)
+                            max_position_embeddings=max_position_embeddings, position_features=8, **overrides)
     return GlomTextModel(config).eval(), tokenizer
 
 
-def save_tiny_model(path, max_position_embeddings: int = 64) -> None:
+def save_tiny_model(path, max_position_embeddings: int = 64, **overrides) -> None:
     """A tiny random masked-LM checkpoint + tokenizer, as `glomtext pretrain` would leave them."""
     tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
     config = GlomTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_levels=3, num_iterations=3,
-                            max_position_embeddings=max_position_embeddings, position_features=8)
+                            max_position_embeddings=max_position_embeddings, position_features=8, **overrides)
     GlomTextForMaskedLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)

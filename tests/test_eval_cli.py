@@ -61,7 +61,7 @@ def test_eval_with_a_model_writes_every_output(model_dir, tmp_path, capsys):
     assert "Kim et al. (2019)" in report and "### ptb_traces" in report and "glomtext per level" in report
     assert all((out / f).stat().st_size > 0 for f in ("f1_by_length.png", "islands_by_level.png", "examples.png"))
     assert "| glomtext |" in capsys.readouterr().out
-    assert "| glomtext untrained (same config, fresh weights, seed 0) |" in report
+    assert "| glomtext untrained (same config and read-out, fresh weights, seed 0) |" in report
 
 
 def test_untrained_control_is_the_same_architecture_with_fresh_seeded_weights(model_dir):
@@ -120,7 +120,7 @@ def test_right_skew_rows_are_added_beside_the_unbiased_ones(model_dir, tmp_path)
     assert systems["glomtext_right_skew"]["right_skew"] == 1000 and systems["glomtext_untrained_right_skew"]["seed"] == 0
     report = (out / "report.md").read_text()
     assert "| glomtext (trees from levels 1) + right-skew bias 1000 (a branching-direction prior) |" in report
-    assert "| glomtext untrained (same config, fresh weights, seed 0) + right-skew bias 1000 (a branching-direction prior) |" in report
+    assert "| glomtext untrained (same config and read-out, fresh weights, seed 0) + right-skew bias 1000 (a branching-direction prior) |" in report
     for name in ("glomtext_right_skew", "glomtext_untrained_right_skew"):
         assert systems[name]["sentence_f1"] == pytest.approx(systems["right_branching"]["sentence_f1"])
     # with a moderate bias, each row is its read-out scored directly (level-1 distances, without and with the bias)
@@ -161,6 +161,7 @@ def test_bad_arguments_get_one_clear_line(args, message, model_dir, tmp_path, ca
 @pytest.mark.parametrize("args", [[], ["--treebank", "nltk:treebank", "--max-sentences", "0"],
                                   ["--treebank", "nltk:treebank", "--tree-levels", "0"],
                                   ["--treebank", "nltk:treebank", "--right-skew", "2"],
+                                  ["--treebank", "nltk:treebank", "--tree-readout", "links"],
                                   ["--treebank", "nltk:treebank", "--model", "m", "--right-skew", "0"]])
 def test_usage_errors(args, tmp_path):
     with pytest.raises(SystemExit) as e:
@@ -205,31 +206,64 @@ def test_backbone_word_vectors_per_layer():
     assert len(scores["disc_bracket"]["by_level"]) == 7 and scores["disc_bracket"]["any_level"]["gold"] == 2
 
 
-def test_readout_study_scores_every_level_with_cosines_and_links(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def constituent_dir(tmp_path_factory):
+    """A tiny random checkpoint with the constituent prior (so it has neighbour links)."""
+    path = tmp_path_factory.mktemp("constituent")
+    tokenizer = train_tokenizer(["the cat sat on the mat .", "he shut the noisy kids up ."], vocab_size=120, min_frequency=1)
+    torch.manual_seed(1)  # not the untrained control's seed (0)
+    config = GlomTextConfig(vocab_size=len(tokenizer), hidden_size=16, num_levels=2, num_iterations=2,
+                            max_position_embeddings=128, position_features=8, consensus_prior="constituent")
+    GlomTextForMaskedLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_links_readout_scores_the_trees_of_the_neighbour_links(constituent_dir, model_dir, tmp_path, capsys):
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import distance_tree
+
+    out = tmp_path / "out"
+    assert main(["--treebank", "nltk:treebank", "--max-sentences", "6", "--model", str(constituent_dir), "--backbone", "none",
+                 "--tree-levels", "1", "--tree-readout", "links", "--output", str(out), "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    systems = results["constituency"]["systems"]
+    assert results["config"]["tree_readout"] == "links"
+    assert systems["glomtext"]["tree_readout"] == systems["glomtext_untrained"]["tree_readout"] == "links"
+    assert "| glomtext (trees from levels 1; the links read-out) |" in (out / "report.md").read_text()
+    glom = GlomText(str(constituent_dir))
+    golds = prepare_golds(*read_ptb("nltk:treebank", 6))
+    direct, links = ConstituencyScorer(), {"levels": [1], "readout": "links", "settling": glom.model.settling}
+    for g in golds:
+        (kim, evalb) = glom.states([g.words, g.evalb_words])
+        direct.add(g, distance_tree(g.words, kim, **links), distance_tree(g.evalb_words, evalb, **links))
+    assert systems["glomtext"]["sentence_f1"] == pytest.approx(direct.result()["sentence_f1"])
+    # a model without the prior has no links: one clear line
+    assert main(["--treebank", "nltk:treebank", "--model", str(model_dir), "--tree-readout", "links",
+                 "--output", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "has no constituent consensus_prior" in err and "Traceback" not in err
+
+
+def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir, capsys):
     import runpy
     from pathlib import Path
 
     from glomtext.evaluation.systems import GlomText
     from glomtext.islands import distance_tree
 
-    tokenizer = train_tokenizer(["the cat sat on the mat .", "he shut the noisy kids up ."], vocab_size=120, min_frequency=1)
-    torch.manual_seed(1)  # not the untrained control's seed (0)
-    config = GlomTextConfig(vocab_size=len(tokenizer), hidden_size=16, num_levels=2, num_iterations=2,
-                            max_position_embeddings=128, position_features=8, consensus_prior="constituent")
-    GlomTextForMaskedLM(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
     study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "readout_study.py"))
-    assert study["main"](["--model", str(tmp_path), "--treebank", "nltk:treebank", "--max-sentences", "8"]) == 0
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["readout"] for r in rows] == [f"{kind}, {name}" for kind in ("cosine", "links") for name in ("all levels", "level 0", "level 1")]
     trees, log = read_ptb("nltk:treebank", 8)
     golds = prepare_golds(trees, log)
-    glom = GlomText(str(tmp_path))
+    glom = GlomText(str(constituent_dir))
     direct = ConstituencyScorer()
     for g, states in zip(golds, glom.states([g.words for g in golds])):
         direct.add(g, distance_tree(g.words, states))
     assert rows[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)
-    assert study["main"](["--model", str(tmp_path), "--treebank", "nltk:treebank", "--max-sentences", "8", "--untrained"]) == 0
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--untrained"]) == 0
     control = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     direct = ConstituencyScorer()
     for g, states in zip(golds, glom.untrained(0).states([g.words for g in golds])):
@@ -237,7 +271,7 @@ def test_readout_study_scores_every_level_with_cosines_and_links(tmp_path, capsy
     assert len(control) == len(rows) and control[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)
     assert [r["sentence_f1"] for r in control] != [r["sentence_f1"] for r in rows]
     # a huge right-skew bias turns every cosine read-out into right-branching trees
-    assert study["main"](["--model", str(tmp_path), "--treebank", "nltk:treebank", "--max-sentences", "8", "--right-skew", "1e6"]) == 0
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--right-skew", "1e6"]) == 0
     skewed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["readout"] for r in skewed[3:6]] == [f"cosine, {name}, right-skew 1e+06" for name in ("all levels", "level 0", "level 1")]
     direct = ConstituencyScorer()

@@ -174,6 +174,33 @@ def test_distance_tree_of_a_planted_binary_hierarchy_is_the_planted_tree():
         assert tree_spans(distance_tree(words, x, **options)) == tree_spans(PLANTED)
 
 
+@pytest.mark.parametrize("prior", ["constituent", "constituent_learned"])
+def test_links_readout_splits_at_the_weakest_neighbour_link_worked_out_by_hand(prior):
+    model, _ = tiny_model(consensus_prior=prior)
+    with torch.no_grad():
+        model.settling.log_beta.fill_(math.log(1000.0))  # each word picks the neighbour it agrees with
+        if prior == "constituent_learned":  # query = key = the level state: the same links as "constituent"
+            model.settling.link_query_key.weight.copy_(torch.eye(32).repeat(1, 2).expand(3, -1, -1))
+            model.settling.link_query_key.bias.zero_()
+    # a = b and c = d at every level (orthogonal vectors): a and b choose each other, so do c and d,
+    # so links a-b and c-d are 1; b and c choose away from each other, so their link is ~0 (and stays so at every level)
+    x = plant([[[0, 1], [2, 3]]] * 3, 4)
+    assert adjacent_distances(x, readout="links", settling=model.settling).tolist() == pytest.approx([0, 1, 0], abs=1e-3)
+    assert ptb(distance_tree(list("abcd"), x, readout="links", settling=model.settling)) == "(X (X a b) (X c d))"
+
+
+def test_links_readout_needs_a_constituent_model_and_only_it_takes_one():
+    x = plant([[[0, 1], [2, 3]]] * 3, 4)
+    model, _ = tiny_model(consensus_prior="constituent")
+    with pytest.raises(TypeError, match="needs the model's settling"):
+        adjacent_distances(x, readout="links")
+    with pytest.raises(TypeError, match="only it takes one"):
+        adjacent_distances(x, settling=model.settling)
+    plain, _ = tiny_model()
+    with pytest.raises(ValueError, match="constituent consensus_prior"):
+        adjacent_distances(x, readout="links", settling=plain.settling)
+
+
 def test_island_tree_links_the_fragments_of_a_discontinuous_island():
     words = "He shut the noisy kids up".split()
     tree = island_tree(words, find_islands(plant(SHUT_UP, 6), nested=True))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from glomtext.evaluation.readers import ReadError
 from glomtext.evaluation.units import KINDS
+from glomtext.islands import READOUTS
 
 
 def positive_int(text: str) -> int:
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=positive_int, help="settling iterations of the glomtext model (default: its config)")
     p.add_argument("--tree-levels", type=int, nargs="+", metavar="L",
                    help="read the model's trees from these levels only (0 = lowest; default: the mean over all levels)")
+    p.add_argument("--tree-readout", choices=READOUTS, default="cosine",
+                   help="adjacent distances of the model's trees: 1 - cosine of the word states (default), island changes, "
+                        "or 1 - the neighbour links of a model with a constituent consensus_prior (Tree Transformer's read-out)")
     p.add_argument("--right-skew", type=float, metavar="BIAS",
                    help="also score the model's trees with the right-skew bias of Kim et al. (2020) added to the distances, "
                         "as separate rows (a branching-direction prior; the default rows stay unbiased)")
@@ -73,7 +77,7 @@ def load_systems(args: argparse.Namespace):
     from glomtext.evaluation.systems import Backbone, GlomText
 
     glom = GlomText(args.model, iterations=args.iterations, batch_size=args.batch_size, device=args.device,
-                    tree_levels=args.tree_levels, right_skew=args.right_skew) if args.model else None
+                    tree_levels=args.tree_levels, right_skew=args.right_skew, tree_readout=args.tree_readout) if args.model else None
     name = args.backbone or (glom.backbone if glom else None)
     if not name or name.lower() == "none":
         return glom, None
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
     glom, backbone = load_systems(args)
     results: dict = {"config": {"command": "glomtext eval " + shlex.join(argv), "treebank": args.treebank, "model": args.model,
                                 "backbone": backbone.label if backbone else None, "iterations": args.iterations,
-                                "tree_levels": args.tree_levels, "right_skew": args.right_skew,
+                                "tree_levels": args.tree_levels, "tree_readout": args.tree_readout, "right_skew": args.right_skew,
                                 "max_sentences": args.max_sentences, "seed": args.seed}, "timing_s": {}, "units": {}}
     examples = []
     if args.treebank:
@@ -131,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.treebank and not args.units:
         parser.error("give --treebank and/or --units")
-    for given, flag in ((args.tree_levels, "--tree-levels"), (args.right_skew is not None, "--right-skew")):
+    for given, flag in ((args.tree_levels, "--tree-levels"), (args.right_skew is not None, "--right-skew"),
+                        (args.tree_readout != "cosine", "--tree-readout")):
         if given and not args.model:
             parser.error(f"{flag} needs --model")
     if args.right_skew is not None and not args.right_skew > 0:

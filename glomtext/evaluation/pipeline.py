@@ -108,7 +108,7 @@ def _glom_systems(golds, sentences, glom, progress, keep_islands=frozenset()) ->
     systems = {}
     for name in [glom.name] + [f"{glom.name}_right_skew"] * bool(glom.right_skew):
         systems[name] = {**_score(golds, lambda words: trees[tuple(words)][name]), "model": glom.label,
-                         "tree_levels": glom.tree_levels or "all"}
+                         "tree_levels": glom.tree_levels or "all", "tree_readout": glom.tree_readout}
         if name.endswith("_right_skew"):
             systems[name]["right_skew"] = glom.right_skew
     return systems, trees, islands

@@ -34,10 +34,12 @@ def system_label(name: str, r: dict) -> str:
         return f"{system_label(name.removesuffix('_right_skew'), r)} + right-skew bias {r['right_skew']:g} (a branching-direction prior)"
     if name == "random":
         return f"random (mean of {len(r['seeds'])} seeds, sd {r['sentence_f1_std']:.1f})"
-    if name == "glomtext" and r.get("tree_levels", "all") != "all":
-        return f"glomtext (trees from levels {', '.join(map(str, r['tree_levels']))})"
+    if name == "glomtext":
+        shaped = [f"levels {', '.join(map(str, r['tree_levels']))}"] * (r.get("tree_levels", "all") != "all")
+        shaped += [f"the {r['tree_readout']} read-out"] * (r.get("tree_readout", "cosine") != "cosine")
+        return f"glomtext (trees from {'; '.join(shaped)})" if shaped else name
     if name == "glomtext_untrained":
-        return f"glomtext untrained (same config, fresh weights, seed {r['seed']})"
+        return f"glomtext untrained (same config and read-out, fresh weights, seed {r['seed']})"
     if name == "backbone_distance":
         return f"backbone_distance (best: layer {r['layer']})"
     return name

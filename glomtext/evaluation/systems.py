@@ -70,8 +70,8 @@ class GlomText:
     name = "glomtext"
 
     def __init__(self, model_dir: str, *, iterations: int | None = None, batch_size: int = 32, device: str | None = None,
-                 tree_levels: Sequence[int] | None = None, right_skew: float | None = None):
-        from glomtext.islands import load_model
+                 tree_levels: Sequence[int] | None = None, right_skew: float | None = None, tree_readout: str = "cosine"):
+        from glomtext.islands import READOUTS, load_model
 
         self.model, self.tokenizer = load_model(model_dir)
         self.label = model_dir
@@ -86,13 +86,20 @@ class GlomText:
         if right_skew is not None and not right_skew > 0:
             raise ValueError(f"right-skew bias must be positive, got {right_skew}")
         self.right_skew = right_skew
+        if tree_readout not in READOUTS:
+            raise ValueError(f"tree read-out {tree_readout!r}: choose from {', '.join(READOUTS)}")
+        if tree_readout == "links" and self.model.config.consensus_prior == "none":
+            raise ValueError(f"tree read-out 'links': the model {model_dir} has no constituent consensus_prior, so no links")
+        self.tree_readout = tree_readout
 
     def tree(self, words: Sequence[str], states: torch.Tensor, right_skew: float = 0.0):
-        """The distance tree read from ``tree_levels`` (all levels by default) of (W, L, D) states,
-        with the right-skew bias ``right_skew`` if one is given."""
+        """The distance tree read from ``tree_levels`` (all levels by default) of (W, L, D) states with
+        ``tree_readout`` (``glomtext.islands.adjacent_distances``), with the right-skew bias ``right_skew``
+        if one is given."""
         from glomtext.islands import distance_tree
 
-        return distance_tree(words, states, levels=self.tree_levels, right_skew=right_skew)
+        settling = self.model.settling if self.tree_readout == "links" else None
+        return distance_tree(words, states, levels=self.tree_levels, right_skew=right_skew, readout=self.tree_readout, settling=settling)
 
     def trees(self, words: Sequence[str], states: torch.Tensor) -> dict:
         """{system name: tree}: the unbiased tree, and with ``right_skew`` set also the biased one
