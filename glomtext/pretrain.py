@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import fcntl
+import gc
 import hashlib
 import json
 import math
@@ -618,6 +619,13 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
     # every process must reach the (collective) process-group teardown together: a rank that tears
     # down while rank 0 is still saving can leave gloo hanging at exit (pytorch/pytorch#75097)
     accelerator.wait_for_everyone()
+    # Free the DDP wrapper while the process group is still registered. If its reducer held the group's
+    # last reference, the group would be destroyed with the GIL held, joining gloo's worker threads while
+    # one of them waits for the GIL to free a finished collective's tensor: a rank that hangs at exit
+    # (pytorch/pytorch#56297). The registered group's own destructor releases the GIL first.
+    del model, unwrapped
+    accelerator.free_memory()
+    gc.collect()
     accelerator.end_training()
     return 0
 

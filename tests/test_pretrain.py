@@ -1,5 +1,6 @@
 """End-to-end pretraining runs (real corpus, real tokenizer training, real processes), tiny and short."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,18 +27,36 @@ def pretrain(*args: str, launcher: list[str] | None = None, check: bool = True, 
     env = {**os.environ, "NLTK_DATA": str(data_dir() / "nltk_data"), "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", **env_extra}
     cmd = (launcher or [sys.executable, "-m"]) + ["glomtext.pretrain", *args]
-    # own session, so that a hung run is killed whole (launcher and workers), not just its launcher
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as p:
         try:
             out, err = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+            for pid in [*descendants(p.pid), p.pid]:  # a hung run is killed whole: launcher and workers
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             out, err = p.communicate()
             raise AssertionError(f"{cmd} still running after {timeout} s; killed. stdout:\n{out[-2000:]}\nstderr:\n{err[-3000:]}") from None
     proc = subprocess.CompletedProcess(cmd, p.returncode, out, err)
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of pid, from the parent ids in /proc (torchrun starts each worker in a
+    session of its own, so killing the launcher's process group misses them, and a worker left
+    alive keeps the output pipes open)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # the field after "(comm) state"
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
 
 
 def losses(run: Path) -> dict[int, float]:
