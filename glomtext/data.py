@@ -532,7 +532,7 @@ def train_tokenizer(
         trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS)
         tok.train_from_iterator(_text_batches(sentences), trainer=trainer)
     elif tokenizer_type == "word":
-        tok = _word_tokenizer(sentences, vocab_size)
+        tok = _word_level_tokenizer(sentences, vocab_size)
     else:
         raise ValueError(f"tokenizer type {tokenizer_type!r}: choose from {', '.join(TOKENIZER_TYPES)}")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
@@ -553,7 +553,7 @@ def train_tokenizer(
     return fast
 
 
-def _word_tokenizer(sentences, vocab_size: int):
+def _word_level_tokenizer(sentences, vocab_size: int):
     """The ``"word"`` tokenizer of train_tokenizer: a WordLevel vocabulary counted here, so that ties
     are broken the same way on every run."""
     from collections import Counter
