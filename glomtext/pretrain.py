@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from . import GlomTextConfig, GlomTextForMaskedLM
-from .data import TOKENIZER_TYPES, load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
+from .data import SPECIAL_TOKENS, TOKENIZER_TYPES, load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
 from .paths import resolve_backbone
 
 logger = get_logger(__name__)
@@ -141,6 +141,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max_train_steps must be >= 1")
     if not 0 < args.mlm_probability < 1:
         p.error("--mlm_probability must be in (0, 1)")
+    if args.vocab_size <= len(SPECIAL_TOKENS):
+        p.error(f"--vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens)")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be a number of steps or 'epoch'")
     return args
@@ -469,7 +471,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
             exclude_treebank=args.exclude_treebank, max_sentences=args.max_train_sentences,
             line_by_line=not args.raw_documents, drop_punctuation=args.drop_punctuation,
         )
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ImportError, ValueError) as e:
         raise SystemExit(f"glomtext.pretrain: {e}") from None
     if len(dataset) < 2:
         raise SystemExit(f"glomtext.pretrain: only {len(dataset)} usable sentence(s) in the training text; need at least 2")

@@ -180,3 +180,12 @@ def test_reuse_large_allocations_stops_refaulting_big_tensors():
     assert applied == "True"
     assert float(before) > 10_000  # every allocation mapped afresh: 12,288 pages of 4 KiB touched
     assert float(after) < 0.3 * float(before)  # served from the heap, its pages already resident
+
+
+def test_a_vocabulary_without_room_for_words_is_a_usage_error(capsys):
+    from glomtext.pretrain import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--output_dir", "x", "--tokenizer_type", "word", "--vocab_size", "5"])
+    assert "--vocab_size must be > 5" in capsys.readouterr().err
+    assert parse_args(["--output_dir", "x", "--tokenizer_type", "word", "--vocab_size", "6"]).tokenizer_type == "word"
