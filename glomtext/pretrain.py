@@ -141,6 +141,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max_train_steps must be >= 1")
     if not 0 < args.mlm_probability < 1:
         p.error("--mlm_probability must be in (0, 1)")
+    if args.tokenizer_type != "wordpiece" and (args.tokenizer_name or args.backbone):
+        p.error("--tokenizer_type applies to a tokenizer trained from scratch, not to --tokenizer_name or --backbone")
     if args.vocab_size <= len(SPECIAL_TOKENS):
         p.error(f"--vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens)")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():

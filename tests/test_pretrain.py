@@ -189,3 +189,6 @@ def test_a_vocabulary_without_room_for_words_is_a_usage_error(capsys):
         parse_args(["--output_dir", "x", "--tokenizer_type", "word", "--vocab_size", "5"])
     assert "--vocab_size must be > 5" in capsys.readouterr().err
     assert parse_args(["--output_dir", "x", "--tokenizer_type", "word", "--vocab_size", "6"]).tokenizer_type == "word"
+    with pytest.raises(SystemExit):  # a given tokenizer is not trained, so the type would be silently ignored
+        parse_args(["--output_dir", "x", "--tokenizer_type", "word", "--tokenizer_name", "runs/tok"])
+    assert "--tokenizer_type applies to a tokenizer trained from scratch" in capsys.readouterr().err
