@@ -61,13 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         glom = GlomText(args.model, iterations=T)
         glom = glom.untrained(0) if args.untrained else glom
         states = glom.states([list(words) for words, _ in inputs])
-        every = list(range(glom.n_levels))
-        levels = {"all levels": every, **{f"level {l}": [l] for l in every}}
-        readouts = {f"cosine, {name}": (dict(levels=lv), [0.0, *args.right_skew]) for name, lv in levels.items()}
-        if glom.model.config.consensus_prior != "none":
-            readouts |= {f"links, {name}": (dict(levels=lv, readout="links", settling=glom.model.settling), [0.0])
-                         for name, lv in levels.items()}
-        for name, (options, skews) in readouts.items():
+        for name, options in glom.readouts().items():
+            skews = [0.0] + (args.right_skew if name.startswith("cosine") else [])
             distances = [adjacent_distances(s, **options) for s in states]
             for b in skews:
                 scorer = ConstituencyScorer()

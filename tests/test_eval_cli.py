@@ -291,3 +291,44 @@ def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir
         direct.add(g, tree_from_distances(g.words, [max(d[a:b].tolist()) for a, b in zip(at[:-1], at[1:])]))
     assert with_punct[0]["readout"] == "cosine, all levels" and with_punct[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)
     assert len(with_punct) == len(rows) and [r["sentence_f1"] for r in with_punct] != [r["sentence_f1"] for r in rows]
+
+
+def test_attachment_study_sides_by_hand():
+    import runpy
+    from pathlib import Path
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "attachment_study.py"))
+    # (S (NP the cat) (VP sat (PP on (NP the mat)))): "cat" joins "the"; "sat", "on", "the" join rightward
+    assert study["gold_sides"]([(0, 2), (2, 6), (3, 6), (4, 6)], 6) == [0, -1, 1, 1, 1, 0]
+    assert study["gold_sides"]([(0, 3)], 3) == [0, 0, 0]  # inside a flat phrase a word has no side
+    assert study["model_sides"]([0.1, 0.5, 0.3, 0.3]) == [0, -1, 1, 0, 0]  # a tie has no side
+    score = study["SideScore"]()
+    score.add(["DT", "NN", "VBD", "IN", "DT", "NN"], [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
+    assert score.row() == {"all": 62.5, "DT": 100.0, "IN": 50.0, "NN": 100.0, "VB": 0.0}  # a tie counts half
+
+
+def test_attachment_study_scores_every_readout_against_the_gold_sides(constituent_dir, capsys):
+    import runpy
+    from pathlib import Path
+
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import word_links
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "attachment_study.py"))
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["readout"] for r in rows] == ["always right (right-branching)"] + [
+        f"{kind}, {name}" for kind in ("cosine", "links") for name in ("all levels", "level 0", "level 1")]
+    golds = prepare_golds(*read_ptb("nltk:treebank", 8))
+    sides = [study["gold_sides"](sorted(g.spans), len(g.words)) for g in golds]
+    decided = [s for ss in sides for s in ss if s]
+    assert {r["words"] for r in rows} == {len(decided)} and len(decided) > 50
+    assert rows[0]["all"] == round(100 * decided.count(1) / len(decided), 1)
+    glom = GlomText(str(constituent_dir))
+    hits = 0.0
+    for s, states in zip(sides, glom.states([g.words for g in golds])):
+        link = word_links(glom.model.settling, states)[1].tolist()  # level 1: a word joins its stronger link
+        for i in range(1, len(s) - 1):
+            if s[i]:
+                hits += 0.5 if link[i - 1] == link[i] else float((1 if link[i] > link[i - 1] else -1) == s[i])
+    assert rows[-1]["all"] == round(100 * hits / len(decided), 1)

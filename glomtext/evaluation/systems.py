@@ -101,6 +101,16 @@ class GlomText:
         settling = self.model.settling if self.tree_readout == "links" else None
         return distance_tree(words, states, levels=self.tree_levels, right_skew=right_skew, readout=self.tree_readout, settling=settling)
 
+    def readouts(self) -> dict[str, dict]:
+        """Every distance read-out of this model by name, as ``adjacent_distances`` options: cosine
+        (and, with a constituent prior, links) over all levels and at each level alone."""
+        every = list(range(self.n_levels))
+        levels = {"all levels": every, **{f"level {lvl}": [lvl] for lvl in every}}
+        out = {f"cosine, {name}": dict(levels=lv) for name, lv in levels.items()}
+        if self.model.config.consensus_prior != "none":
+            out |= {f"links, {name}": dict(levels=lv, readout="links", settling=self.model.settling) for name, lv in levels.items()}
+        return out
+
     def trees(self, words: Sequence[str], states: torch.Tensor) -> dict:
         """{system name: tree}: the unbiased tree, and with ``right_skew`` set also the biased one
         (a separate system, ``<name>_right_skew``, since it adds a branching-direction prior)."""
