@@ -8,7 +8,8 @@ a side too: the neighbour at the smaller distance (a tie counts half). Side accu
 words whose sides agree; 50% is chance, and "always right" is the right-branching tree's score.
 Reported over all words and per part-of-speech group (tags by their first two letters: NN holds NN,
 NNS, NNP, NNPS), for each level alone and all levels, with cosine distances and (constituent prior)
-the neighbour links:
+the neighbour links. `--before VB` splits the words of one group by the group of the word before them
+(verbs after a noun, after a modal, ...):
 
     python eval/attachment_study.py --model runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
 """
@@ -57,16 +58,26 @@ class SideScore:
     def __init__(self):
         self.hits, self.total = Counter(), Counter()
 
-    def add(self, tags: Sequence[str], gold: Sequence[int], pred: Sequence[float]) -> None:
-        for tag, g, p in zip(tags, gold, pred):
+    def add(self, groups: Sequence[str | None], gold: Sequence[int], pred: Sequence[float]) -> None:
+        """groups: each word's group, or None to leave it out of the groups (it still counts in "all")."""
+        for group, g, p in zip(groups, gold, pred):
             if g:
                 hit = 0.5 if p == 0 else float(p == g)
-                for key in ("all", tag[:2]):
+                for key in ("all", group) if group else ("all",):
                     self.hits[key] += hit
                     self.total[key] += 1
 
-    def row(self) -> dict:
-        return {k: round(100 * self.hits[k] / self.total[k], 1) for k in ("all", *GROUPS) if self.total[k]}
+    def row(self, groups: Sequence[str] = GROUPS) -> dict:
+        return {k: round(100 * self.hits[k] / self.total[k], 1) for k in ("all", *groups) if self.total[k]}
+
+
+def word_groups(tags: Sequence[str], before: str | None = None) -> list[str | None]:
+    """Each word's group (its tag's first two letters); with ``before``, only the words of that group
+    are grouped, by the group of the word before them ("after NN"; the first word: "first")."""
+    groups = [t[:2] for t in tags]
+    if before is None:
+        return groups
+    return [(f"after {groups[i - 1]}" if i else "first") if g == before else None for i, g in enumerate(groups)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=int, default=500)
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
+    p.add_argument("--before", metavar="GROUP", help="split this group's words by the group of the word before them (e.g. VB)")
     args = p.parse_args(argv)
     golds = prepare_golds(*read_ptb(args.treebank, max_sentences=args.max_sentences))
-    tags = [[t for _, t in g.tree.pos()] for g in golds]
+    groups = [word_groups([t for _, t in g.tree.pos()], args.before) for g in golds]
+    shown = GROUPS if args.before is None else sorted({x for gs in groups for x in gs if x}, key=lambda x: (x != "first", x))
     sides = [gold_sides(sorted(g.spans), len(g.words)) for g in golds]
     glom = GlomText(args.model)
     glom = glom.untrained(0) if args.untrained else glom
@@ -85,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     readouts = {"always right (right-branching)": None, **glom.readouts()}
     for name, options in readouts.items():
         score = SideScore()
-        for t, g, s in zip(tags, sides, states):
-            score.add(t, g, [1] * len(g) if options is None else model_sides(adjacent_distances(s, **options).tolist()))
-        print(json.dumps({"readout": name, "words": score.total["all"], **score.row()}))
+        for grp, g, s in zip(groups, sides, states):
+            score.add(grp, g, [1] * len(g) if options is None else model_sides(adjacent_distances(s, **options).tolist()))
+        print(json.dumps({"readout": name, "words": score.total["all"], **score.row(shown),
+                          **({f"n {k}": score.total[k] for k in shown if score.total[k]} if args.before else {})}))
     return 0
 
 

@@ -302,9 +302,15 @@ def test_attachment_study_sides_by_hand():
     assert study["gold_sides"]([(0, 2), (2, 6), (3, 6), (4, 6)], 6) == [0, -1, 1, 1, 1, 0]
     assert study["gold_sides"]([(0, 3)], 3) == [0, 0, 0]  # inside a flat phrase a word has no side
     assert study["model_sides"]([0.1, 0.5, 0.3, 0.3]) == [0, -1, 1, 0, 0]  # a tie has no side
+    tags = ["DT", "NNS", "VBD", "IN", "DT", "NN"]
+    assert study["word_groups"](tags) == ["DT", "NN", "VB", "IN", "DT", "NN"]
+    assert study["word_groups"](tags, before="DT") == ["first", None, None, None, "after IN", None]
     score = study["SideScore"]()
-    score.add(["DT", "NN", "VBD", "IN", "DT", "NN"], [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
+    score.add(study["word_groups"](tags), [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
     assert score.row() == {"all": 62.5, "DT": 100.0, "IN": 50.0, "NN": 100.0, "VB": 0.0}  # a tie counts half
+    score = study["SideScore"]()
+    score.add(study["word_groups"](tags, before="VB"), [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
+    assert score.row(["after NN"]) == {"all": 62.5, "after NN": 0.0}
 
 
 def test_attachment_study_scores_every_readout_against_the_gold_sides(constituent_dir, capsys):
@@ -332,3 +338,10 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
             if s[i]:
                 hits += 0.5 if link[i - 1] == link[i] else float((1 if link[i] > link[i - 1] else -1) == s[i])
     assert rows[-1]["all"] == round(100 * hits / len(decided), 1)
+    # --before: the verbs by the word before them; the counts add up to the verbs with a side
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--before", "VB"]) == 0
+    split = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    verbs = sum(1 for g, s in zip(golds, sides) for (_, t), side in zip(g.tree.pos(), s) if side and t.startswith("VB"))
+    counts = {k: v for k, v in split[0].items() if k.startswith("n after")}
+    assert sum(counts.values()) == verbs > 0 and "n after NN" in counts
+    assert split[1]["all"] == rows[1]["all"] and "DT" not in split[1]
