@@ -3,8 +3,8 @@
 For each level alone, and for the mean over all levels, the adjacent-word distance tree is scored
 with the Kim et al. protocol; optionally at several iteration counts. For models trained with a
 constituent `consensus_prior` the same is done with the model's neighbour links as distances
-(1 - link, from the model's `settling.links` on the word states; `glomtext eval --tree-readout links`). `--right-skew B [B ...]` also scores the
-cosine read-outs with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
+(1 - link, from the model's `settling.links` on the word states; `glomtext eval --tree-readout links`). `--right-skew B [B ...]` also scores every
+read-out with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
 the separately labelled rows of `glomtext eval --right-skew`). `--with-punctuation` is a diagnostic,
 not the protocol: the model reads each sentence with its punctuation tokens, and the distance between
 two adjacent protocol words is the largest distance on the way between them. Run on the development
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=int, default=500)
     p.add_argument("--iterations", type=int, nargs="+", default=[None], help="settling iterations to try (default: the model's)")
-    p.add_argument("--right-skew", type=float, nargs="+", default=[], metavar="B", help="right-skew biases to try on the cosine read-outs")
+    p.add_argument("--right-skew", type=float, nargs="+", default=[], metavar="B", help="right-skew biases to try on every read-out")
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
     p.add_argument("--with-punctuation", action="store_true", help="diagnostic: the model also reads the punctuation tokens")
     args = p.parse_args(argv)
@@ -62,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         glom = glom.untrained(0) if args.untrained else glom
         states = glom.states([list(words) for words, _ in inputs])
         for name, options in glom.readouts().items():
-            skews = [0.0] + (args.right_skew if name.startswith("cosine") else [])
             distances = [adjacent_distances(s, **options) for s in states]
-            for b in skews:
+            for b in [0.0, *args.right_skew]:
                 scorer = ConstituencyScorer()
                 for (_, g), (_, words), d in zip(golds, inputs, distances):
                     scorer.add(g, tree(g, words, d, b))

@@ -271,10 +271,11 @@ def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir
         direct.add(g, distance_tree(g.words, states))
     assert len(control) == len(rows) and control[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)
     assert [r["sentence_f1"] for r in control] != [r["sentence_f1"] for r in rows]
-    # a huge right-skew bias turns every cosine read-out into right-branching trees
+    # a huge right-skew bias turns every read-out into right-branching trees
     assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--right-skew", "1e6"]) == 0
     skewed = [r for line in capsys.readouterr().out.splitlines() if "right-skew" in (r := json.loads(line))["readout"]]
-    assert [r["readout"] for r in skewed] == [f"cosine, {name}, right-skew 1e+06" for name in ("all levels", "level 0", "level 1")]
+    assert [r["readout"] for r in skewed] == [f"{kind}, {name}, right-skew 1e+06" for kind in ("cosine", "links")
+                                              for name in ("all levels", "level 0", "level 1")]
     direct = ConstituencyScorer()
     for g in golds:
         direct.add(g, right_branching(g.words))
