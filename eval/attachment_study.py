@@ -21,8 +21,9 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
+from glomtext.evaluation.cli import positive_int
 from glomtext.evaluation.constituency import prepare_golds
-from glomtext.evaluation.readers import read_ptb
+from glomtext.evaluation.readers import ReadError, read_ptb
 from glomtext.evaluation.systems import GlomText
 from glomtext.islands import adjacent_distances
 
@@ -84,15 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
-    p.add_argument("--max-sentences", type=int, default=500)
+    p.add_argument("--max-sentences", type=positive_int, default=500)
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
     p.add_argument("--before", metavar="GROUP", help="split this group's words by the group of the word before them (e.g. VB)")
     args = p.parse_args(argv)
-    golds = prepare_golds(*read_ptb(args.treebank, max_sentences=args.max_sentences))
+    try:
+        golds = prepare_golds(*read_ptb(args.treebank, max_sentences=args.max_sentences))
+    except (ReadError, ValueError, FileNotFoundError) as e:
+        p.error(f"--treebank {args.treebank}: {e}")
     groups = [word_groups([t for _, t in g.tree.pos()], args.before) for g in golds]
     shown = GROUPS if args.before is None else sorted({x for gs in groups for x in gs if x}, key=lambda x: (x != "first", x))
+    if not shown:
+        p.error(f"--before {args.before}: no word of that group in {args.treebank} (groups are a tag's first two letters, e.g. VB)")
     sides = [gold_sides(sorted(g.spans), len(g.words)) for g in golds]
-    glom = GlomText(args.model)
+    try:
+        glom = GlomText(args.model)
+    except (ValueError, OSError) as e:
+        p.error(f"--model {args.model}: {e}")
     glom = glom.untrained(0) if args.untrained else glom
     states = glom.states([g.words for g in golds])
     readouts = {"always right (right-branching)": None, **glom.readouts()}

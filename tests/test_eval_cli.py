@@ -346,3 +346,22 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
     counts = {k: v for k, v in split[0].items() if k.startswith("n after")}
     assert sum(counts.values()) == verbs > 0 and "n after NN" in counts
     assert split[1]["all"] == rows[1]["all"] and "DT" not in split[1]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--before", "XX"], "--before XX: no word of that group"),
+    (["--treebank", "nltk:nope"], "--treebank nltk:nope:"),
+    (["--max-sentences", "0"], "--max-sentences"),
+])
+def test_attachment_study_bad_arguments_are_one_clear_line(args, message, constituent_dir, capsys):
+    import runpy
+    from pathlib import Path
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "attachment_study.py"))
+    with pytest.raises(SystemExit) as exit_info:
+        study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "3", *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        study["main"](["--model", str(constituent_dir / "missing"), "--treebank", "nltk:treebank"])
+    assert "--model" in capsys.readouterr().err
