@@ -83,6 +83,7 @@ DEFAULT_THRESHOLD = 0.9
 # Grouping compares every pair of words: (L, W, W) tensors. A 2,000-word "sentence" (an unsplit
 # paragraph) takes ~10 s and ~1 GB on CPU at L=3; longer ones are refused with a clear error.
 MAX_WORDS = 2048
+GPU_READOUT_BATCH_SIZE = 1024  # sentences per island grouping in extract_islands on a GPU (several forward batches)
 _BATCH_CELLS = 1 << 21  # sentences x longest^2 per clustering batch (short ones are not padded to a long one)
 READOUTS = ("cosine", "islands", "links")
 
@@ -200,12 +201,13 @@ def _pad(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     if any(s.dim() != 3 for s in states) or len(shapes) != 1:
         raise ValueError(f"states must be (W, L, D) tensors with the same L and D, got shapes {[tuple(s.shape) for s in states]}")
     L, D = shapes.pop()
-    lengths = [s.shape[0] for s in states]
-    offsets = list(itertools.accumulate(lengths, initial=0))
-    rows = [[o + w if w < n else offsets[-1] for w in range(max(lengths))] for o, n in zip(offsets, lengths)]
-    index = torch.tensor(rows, dtype=torch.long).to(states[0].device)  # (B, W_max): row of ``flat`` for each slot
+    lengths = torch.tensor([s.shape[0] for s in states])  # (B,)
+    total = int(lengths.sum())
+    word = torch.arange(int(lengths.max()))  # (W_max,)
+    index = torch.where(word < lengths[:, None], lengths.cumsum(0)[:, None] - lengths[:, None] + word, total)  # (B, W_max)
+    index = index.to(states[0].device)  # row of ``flat`` for each slot, ``total`` for padding
     flat = torch.cat([*states, states[0].new_zeros(1, L, D)]).float()  # (total + 1, L, D), the last row for padding
-    return F.normalize(flat[index], dim=-1), index < offsets[-1]
+    return F.normalize(flat[index], dim=-1), index < total
 
 
 def _level_thresholds(threshold: float | Sequence[float], num_levels: int) -> torch.Tensor:
@@ -306,15 +308,19 @@ def _to_islands(labels: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor)
     length = valid.sum(-1).repeat_interleave(L)  # (B*L,) words in each row
     next_in_row = torch.cat([row[1:] == row[:-1], row.new_zeros(1, dtype=torch.bool)])
     end = torch.where(next_in_row, pos.roll(-1), length[row])  # (K,) one past the island's last word
-    score = scores.flatten(0, 1)[row, srt.flatten(0, 1)[row, pos]]  # (K,) score is indexed by label
+    first = order.flatten(0, 1)[row, pos]  # (K,) the island's first word
+    single = torch.where(end - pos == 1, (row % L) * MAX_WORDS + first, -1)  # (K,) singletons: index into the table
+    multi = (single < 0).nonzero().squeeze(1)  # (M,) islands of several words
     per_row = torch.bincount(row, minlength=B * L).cumsum(0)  # (B*L,) islands up to each row's end
-    K, n = row.numel(), B * L * W
-    ints = torch.cat([order.flatten(), row % L, row * W + pos, row * W + end, per_row]).tolist()  # one transfer
-    cuts = list(itertools.accumulate([0, n, K, K, K]))
-    order_l, levels, starts, ends, bounds = (ints[a:b] for a, b in zip(cuts, cuts[1:] + [len(ints)]))
-    single = [_singletons(level, W) for level in range(L)]
-    flat = [single[lv][order_l[a]] if b - a == 1 else Island(lv, tuple(order_l[a:b]), sc)
-            for lv, a, b, sc in zip(levels, starts, ends, score.tolist())]
+    score = scores.flatten(0, 1)[row[multi], srt.flatten(0, 1)[row[multi], pos[multi]]]  # (M,) indexed by label
+    K, M, n = row.numel(), multi.numel(), B * L * W
+    ints = torch.cat([order.flatten(), single, per_row, multi, row[multi] % L, row[multi] * W + pos[multi],
+                      row[multi] * W + end[multi]]).tolist()  # one transfer
+    cuts = list(itertools.accumulate([0, n, K, B * L, M, M, M, M]))
+    order_l, keys, bounds, where, levels, starts, ends = (ints[a:b] for a, b in zip(cuts, cuts[1:]))
+    flat = list(map(_singletons(L).__getitem__, keys))  # every island a singleton (key -1: a placeholder) ...
+    for k, lv, a, b, sc in zip(where, levels, starts, ends, score.tolist()):  # ... then the few larger ones
+        flat[k] = Island(lv, tuple(order_l[a:b]), sc)
     rows = [flat[a:b] for a, b in zip([0] + bounds[:-1], bounds)]
     return [rows[b * L : (b + 1) * L] for b in range(B)]
 
@@ -322,11 +328,12 @@ def _to_islands(labels: torch.Tensor, scores: torch.Tensor, valid: torch.Tensor)
 _SINGLETONS: dict[int, list[Island]] = {}
 
 
-def _singletons(level: int, n: int) -> list[Island]:
-    """[Island(level, (w,), 1.0) for w < n] (at least), built once and shared (Islands are immutable)."""
-    table = _SINGLETONS.setdefault(level, [])
-    table.extend(Island(level, (w,), 1.0) for w in range(len(table), n))
-    return table
+def _singletons(num_levels: int) -> list[Island]:
+    """Island(level, (w,), 1.0) at index level * MAX_WORDS + w, for every level < num_levels and word
+    w < MAX_WORDS; built once per number of levels and shared (Islands are immutable)."""
+    if num_levels not in _SINGLETONS:
+        _SINGLETONS[num_levels] = [Island(level, (w,), 1.0) for level in range(num_levels) for w in range(MAX_WORDS)]
+    return _SINGLETONS[num_levels]
 
 
 def calibrate_thresholds(states: Iterable[torch.Tensor], quantile: float = 0.9) -> list[float]:
@@ -563,6 +570,7 @@ def extract_islands(
     threshold: float | Sequence[float] = DEFAULT_THRESHOLD,
     nested: bool = False,
     keep_states: bool = False,
+    readout_batch_size: int | None = None,
     progress: bool = False,
 ) -> Iterator[SentenceIslands]:
     """Islands and tree read-outs for each sentence, yielded in input order (a generator).
@@ -571,12 +579,22 @@ def extract_islands(
     (split on whitespace) or of word lists. Memory stays constant in the number of sentences.
     pieces=True keeps word pieces as the units instead of pooling them to words.
     keep_states=True also returns each sentence's (W, L, D) states (on CPU).
+    readout_batch_size: islands are grouped for at least this many sentences at once. Default:
+    ``batch_size`` on CPU, where small groups stay in cache; at least ``GPU_READOUT_BATCH_SIZE``
+    (several forward batches) on a GPU, where a clustering call launches the same few hundred small
+    kernels whatever its size (``benchmarks/bench_islands.py`` measures both).
     A sentence of more than ``MAX_WORDS`` units raises ValueError naming its position, once the
     sentences before it have been yielded.
     """
+    if readout_batch_size is None:
+        on_gpu = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cuda"
+        readout_batch_size = max(batch_size, GPU_READOUT_BATCH_SIZE) if on_gpu else batch_size
+    if readout_batch_size < 1:
+        raise ValueError(f"readout_batch_size must be >= 1, got {readout_batch_size}")
     done = 0  # sentences yielded so far
-    for batch in _settle(model, tokenizer, sentences, num_iterations=num_iterations, batch_size=batch_size,
-                         device=device, all_iterations=False, pieces=pieces, progress=progress):
+    settled = _settle(model, tokenizer, sentences, num_iterations=num_iterations, batch_size=batch_size,
+                      device=device, all_iterations=False, pieces=pieces, progress=progress)
+    for batch in _regroup(settled, readout_batch_size):
         too_long = [k for k, item in enumerate(batch) if len(item.units) > MAX_WORDS]
         ok = batch[: too_long[0]] if too_long else batch  # yield the sentences before a too long one, then fail
         states = [b.states for b in ok]
@@ -588,6 +606,18 @@ def extract_islands(
             raise ValueError(f"sentence {done + too_long[0] + 1} has {n} {'pieces' if pieces else 'words'}; islands compare "
                              f"every pair, so a sentence may have at most {MAX_WORDS}: split it")
         done += len(batch)
+
+
+def _regroup(batches: Iterable[list], size: int) -> Iterator[list]:
+    """Concatenate consecutive batches until each group holds at least ``size`` items (the last may hold fewer)."""
+    group: list = []
+    for batch in batches:
+        group += batch
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def _adjacent_distances_batch(states: list[torch.Tensor]) -> list[list[float]]:
@@ -731,23 +761,25 @@ def _run_windows(base, pad_id: int, windows: list[_Window], num_iterations, batc
         batch = windows[k : k + batch_size]
         n = max(len(w.input_ids) for w in batch)
         ids = torch.tensor([w.input_ids + [pad_id] * (n - len(w.input_ids)) for w in batch])  # (B, N)
-        mask = torch.tensor([[1] * len(w.input_ids) + [0] * (n - len(w.input_ids)) for w in batch])
+        mask = (torch.arange(n) < torch.tensor([len(w.input_ids) for w in batch])[:, None]).long()  # (B, N)
         res = base(input_ids=ids.to(device), attention_mask=mask.to(device), num_iterations=num_iterations, output_all_states=all_iterations)
         x = torch.stack(res.all_states, dim=2) if all_iterations else res.states  # (B, N, [T+1,] L, D)
-        unit_ids: list[int | None] = []
-        sizes = []
-        for w in batch:
-            if pieces:  # every non-special piece is its own unit
-                count = itertools.count()
-                local = [None if wid is None else next(count) for wid in w.word_ids]
-            else:
-                local = w.word_ids
-            offset = sum(sizes)
-            unit_ids += [None if u is None else offset + u for u in local] + [None] * (n - len(local))
-            sizes.append(sum(wid is not None for wid in w.word_ids) if pieces else w.num_words)
+        unit_ids, sizes = _unit_ids(batch, n, pieces)
         pooled = pool_to_words(x.flatten(0, 1).float(), unit_ids, sum(sizes))  # (units, [T+1,] L, D)
         out += F.normalize(pooled, dim=-1).split(sizes)
     return out
+
+
+def _unit_ids(batch: list[_Window], n: int, pieces: bool) -> tuple[np.ndarray, list[int]]:
+    """The unit of each piece of a padded batch, numbered across the batch (NaN: special or padding),
+    (B * N,), and the number of units of each window: words, or with ``pieces`` non-special pieces."""
+    wid = np.array([w.word_ids + [None] * (n - len(w.word_ids)) for w in batch], dtype=np.float64)  # (B, N), None -> NaN
+    is_unit = ~np.isnan(wid)
+    if pieces:  # every non-special piece is its own unit
+        wid = np.where(is_unit, is_unit.cumsum(1) - 1, np.nan)
+    sizes = is_unit.sum(1).tolist() if pieces else [w.num_words for w in batch]
+    offsets = np.cumsum(sizes) - sizes  # (B,) units of the windows before each
+    return (wid + offsets[:, None]).ravel(), sizes
 
 
 def _assemble(text, words, parts, empty, all_iterations, pieces, tokenizer) -> _Settled:

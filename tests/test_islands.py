@@ -8,6 +8,7 @@ import json
 import math
 import types
 
+import numpy as np
 import pytest
 import torch
 from nltk import Tree
@@ -23,6 +24,8 @@ from support import (
 from glomtext import GlomTextModel
 from glomtext.islands import (
     Island,
+    _unit_ids,
+    _Window,
     adjacent_distances,
     calibrate_thresholds,
     distance_tree,
@@ -305,6 +308,40 @@ def test_extract_islands_at_piece_level():
     assert result.words == ["newyork", "cats"]
     assert pieces.words == tok.tokenize("newyork cats") and len(pieces.words) > 2
     assert sorted(i for isl in pieces.islands[0] for i in isl.members) == list(range(len(pieces.words)))
+
+
+def test_grouping_several_forward_batches_at_once_does_not_change_results():
+    model, tok = tiny_model()
+    sentences = ["the cat sat on the mat .", "", "new york", "he shut the noisy kids up .", "a", "the the the cat"] * 2
+    runs = {r: list(extract_islands(model, tok, sentences, batch_size=2, readout_batch_size=r, threshold=0.5))
+            for r in (1, 2, 5, 100)}
+    for r in (2, 5, 100):
+        assert [members(x.islands) for x in runs[r]] == [members(x.islands) for x in runs[1]]
+        assert [s for x in runs[r] for level in x.islands for s in (i.score for i in level)] == pytest.approx(
+            [s for x in runs[1] for level in x.islands for s in (i.score for i in level)], abs=1e-6)
+        assert [d for x in runs[r] for d in x.distances] == pytest.approx([d for x in runs[1] for d in x.distances])
+    assert any(len(isl.members) > 1 for x in runs[1] for level in x.islands for isl in level)  # some words grouped
+    single = [isl for x in runs[1] + runs[100] for level in x.islands for isl in level if isl.members == (0,) and isl.level == 0]
+    assert all(isl is single[0] for isl in single)  # single-word islands are shared, immutable objects
+    with pytest.raises(ValueError, match="readout_batch_size must be >= 1, got 0"):
+        next(extract_islands(model, tok, sentences, readout_batch_size=0))
+
+
+def test_pieces_are_numbered_across_a_padded_batch_worked_out_by_hand():
+    batch = [_Window(0, [2, 7, 8, 9, 3], [None, 0, 0, 1, None], 2), _Window(1, [2, 9, 3], [None, 0, None], 1)]
+    nan = float("nan")
+    words, sizes = _unit_ids(batch, 5, pieces=False)
+    assert sizes == [2, 1]
+    np.testing.assert_array_equal(words, [nan, 0, 0, 1, nan, nan, 2, nan, nan, nan])
+    pieces, sizes = _unit_ids(batch, 5, pieces=True)
+    assert sizes == [3, 1]
+    np.testing.assert_array_equal(pieces, [nan, 0, 1, 2, nan, nan, 3, nan, nan, nan])
+    states = torch.tensor([[9.0], [1.0], [3.0], [5.0], [9.0], [9.0], [7.0], [9.0], [9.0], [9.0]])  # (pieces, 1)
+    assert pool_to_words(states, words, 3).flatten().tolist() == [2.0, 5.0, 7.0]  # mean of pieces 1, 2; 3; 6
+    assert pool_to_words(states[:5], [None, 0, 0, 1, None]).flatten().tolist() == [2.0, 5.0]  # a list with None
+    assert pool_to_words(states[:3], [None, None, 2]).flatten().tolist() == [0.0, 0.0, 3.0]  # words without pieces: 0
+    with pytest.raises(ValueError, match="2 word ids for 3 pieces"):
+        pool_to_words(states[:3], [None, 0])
 
 
 def test_load_model_reads_a_saved_run_and_fails_clearly(tmp_path):

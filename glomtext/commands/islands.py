@@ -15,6 +15,7 @@ not valid UTF-8 are kept (bad bytes become U+FFFD) and counted on stderr. Exit c
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_model_arguments(args)
         model, tokenizer = load(args)
+        gc.freeze()  # the libraries' ~400k objects: Python's full collections need not re-scan them (see README, Speed)
         return run(args, model, tokenizer)
     except UsageError as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
