@@ -57,7 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-gc-freeze", action="store_true",
                    help="keep the libraries' objects in Python's collected generations (glomtext islands freezes them)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if any(r < 1 for r in args.readout_batch_size or []):
+        p.error(f"--readout-batch-size must be >= 1, got {args.readout_batch_size}")
+    return args
 
 
 def random_model(args):
