@@ -704,6 +704,7 @@ def _count_and_clean(encoded: datasets.Dataset, stats: TextStats) -> datasets.Da
 
 
 SPAN_P, SPAN_MAX = 0.2, 10  # SpanBERT's span lengths in words: Geometric(0.2) clipped at 10 (mean 3.8)
+PREFIX_LM_DIRECTIONS = ("left_to_right", "right_to_left", "both")
 
 
 class MLMCollator(DataCollatorForLanguageModeling):
@@ -718,11 +719,52 @@ class MLMCollator(DataCollatorForLanguageModeling):
     Joshi et al. 2020); starts are kept with probability 1 / mean span length, so about
     ``mlm_probability`` of the words are still masked, now in runs that a model can only fill from
     the phrase around them.
+
+    With ``prefix_lm_prob`` > 0, each sentence of two or more words is, with that probability, masked
+    as a directional task instead (T5's prefix LM, Raffel et al. 2020): a cut is drawn uniformly
+    between two of its words, and with ``prefix_lm_direction`` "left_to_right" every piece after the
+    cut becomes [MASK] and is a label, so it can only be filled from the words before the cut, which
+    are left intact; "right_to_left" masks the words before the cut instead, to be filled from the
+    words after it; "both" draws one of the two for each sentence. Masked-word filling alone is
+    symmetric: it gives no reason to join a word to its left rather than its right neighbour.
     """
 
-    def __init__(self, *args, span_mask: bool = False, **kwargs):
+    def __init__(self, *args, span_mask: bool = False, prefix_lm_prob: float = 0.0,
+                 prefix_lm_direction: str = "left_to_right", **kwargs):
         super().__init__(*args, **kwargs)
+        if prefix_lm_direction not in PREFIX_LM_DIRECTIONS:
+            raise ValueError(f"prefix_lm_direction must be one of {PREFIX_LM_DIRECTIONS}, got {prefix_lm_direction!r}")
         self.span_mask = span_mask
+        self.prefix_lm_prob = prefix_lm_prob
+        self.prefix_lm_direction = prefix_lm_direction
+
+    def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
+        original = inputs.clone()
+        inputs, labels = super().torch_mask_tokens(inputs, special_tokens_mask, offset_mapping)
+        if self.prefix_lm_prob > 0:
+            if special_tokens_mask is None:
+                special_tokens_mask = [self.tokenizer.get_special_tokens_mask(r, already_has_special_tokens=True)
+                                       for r in original.tolist()]
+            word_ids, _ = self._calc_word_ids_and_prob_mask(np.asarray(offset_mapping), np.asarray(special_tokens_mask))
+            targets = torch.from_numpy(self._prefix_lm_targets(word_ids))  # (B, N)
+            rows = targets.any(1, keepdim=True)  # (B, 1) sentences masked as a directional task
+            inputs = torch.where(rows, torch.where(targets, self.tokenizer.mask_token_id, original), inputs)
+            labels = torch.where(rows, torch.where(targets, original, -100), labels)
+        return inputs, labels
+
+    def _prefix_lm_targets(self, word_ids: np.ndarray) -> np.ndarray:
+        """Word ids (B, N; 1-based, -1 for special pieces) -> the pieces to fill on the far side of each
+        drawn cut (B, N); all False in a row not drawn (or of fewer than two words)."""
+        u = torch.rand((2, word_ids.shape[0]), generator=self.generator).numpy()
+        words = word_ids.max(axis=1, initial=0)  # (B,)
+        cut = 2 + np.floor(u[1] * np.maximum(words - 1, 0)).astype(np.int64)  # (B,) first word after the cut, 2..words
+        drawn = (u[0] < self.prefix_lm_prob) & (words >= 2)
+        after = word_ids >= cut[:, None]  # (B, N)
+        before = (word_ids < cut[:, None]) & (word_ids >= 1)
+        backward = np.full((word_ids.shape[0], 1), self.prefix_lm_direction == "right_to_left")  # (B, 1)
+        if self.prefix_lm_direction == "both":
+            backward = torch.rand((word_ids.shape[0], 1), generator=self.generator).numpy() < 0.5
+        return drawn[:, None] & np.where(backward, before, after)
 
     def _whole_word_mask(self, word_ids: np.ndarray, mask) -> np.ndarray:
         """Chosen word starts (B, N) -> masked pieces (B, N); with span_mask, spans of words from them."""
@@ -779,6 +821,8 @@ def make_mlm_collator(
     seed: int | None = None,
     pad_to_multiple_of: int | None = None,
     span_mask: bool = False,
+    prefix_lm_prob: float = 0.0,
+    prefix_lm_direction: str = "left_to_right",
 ) -> MLMCollator:
     """The MLM collator: pads a list of tokenize_for_mlm rows, masks, and builds labels.
 
@@ -787,17 +831,22 @@ def make_mlm_collator(
     a word (pieces whose character spans touch, i.e. a whitespace-separated word) is chosen with
     probability ``mlm_probability`` and all its pieces become [MASK] (transformers offers no random
     replacement with whole words). ``span_mask`` masks spans of whole words instead (see
-    ``MLMCollator``; implies whole-word masking). ``seed`` gives the
+    ``MLMCollator``; implies whole-word masking). ``prefix_lm_prob`` masks that fraction of the
+    sentences as a directional task instead, in ``prefix_lm_direction`` (see ``MLMCollator``). ``seed`` gives the
     collator its own torch.Generator (seed + worker id in DataLoader workers), so the masks are
     reproducible; without it the global torch RNG is used.
     """
-    whole_word_mask = whole_word_mask or span_mask
+    if not 0.0 <= prefix_lm_prob <= 1.0:
+        raise ValueError(f"prefix_lm_prob must be in [0, 1], got {prefix_lm_prob!r}")
+    whole_word_mask = whole_word_mask or span_mask or prefix_lm_prob > 0
     replace = dict(mask_replace_prob=1.0, random_replace_prob=0.0) if whole_word_mask else {}
     return MLMCollator(
         tokenizer=tokenizer,
         mlm_probability=mlm_probability,
         whole_word_mask=whole_word_mask,
         span_mask=span_mask,
+        prefix_lm_prob=prefix_lm_prob,
+        prefix_lm_direction=prefix_lm_direction,
         seed=seed,
         pad_to_multiple_of=pad_to_multiple_of,
         **replace,

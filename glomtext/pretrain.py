@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from . import GlomTextConfig, GlomTextForMaskedLM
-from .data import SPECIAL_TOKENS, TOKENIZER_TYPES, load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
+from .data import PREFIX_LM_DIRECTIONS, SPECIAL_TOKENS, TOKENIZER_TYPES, load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
 from .paths import resolve_backbone
 
 logger = get_logger(__name__)
@@ -94,6 +94,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--whole_word_mask", action="store_true")
     d.add_argument("--span_mask", action="store_true", help="mask spans of whole words, lengths ~ Geometric(0.2) "
                    "clipped at 10 words (SpanBERT); about --mlm_probability of the words in all")
+    d.add_argument("--prefix_lm_prob", type=float, default=0.0, help="mask this fraction of the training sentences as "
+                   "a directional task instead: every word after a random cut, predicted from the words before it "
+                   "(T5's prefix LM; implies whole-word masking; see --prefix_lm_direction). The validation loss "
+                   "stays plain masked-word filling")
+    d.add_argument("--prefix_lm_direction", choices=PREFIX_LM_DIRECTIONS, default="left_to_right",
+                   help="right_to_left: mask the words before the cut instead, predicted from the words after it; "
+                   "both: one of the two, drawn per sentence")
     d.add_argument("--preprocessing_num_workers", type=int, default=None)
     m = p.add_argument_group("model")
     m.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -141,6 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--max_train_steps must be >= 1")
     if not 0 < args.mlm_probability < 1:
         p.error("--mlm_probability must be in (0, 1)")
+    if not 0 <= args.prefix_lm_prob <= 1:
+        p.error("--prefix_lm_prob must be in [0, 1]")
     if args.tokenizer_type != "wordpiece" and (args.tokenizer_name or args.backbone):
         p.error("--tokenizer_type applies to a tokenizer trained from scratch, not to --tokenizer_name or --backbone")
     if args.vocab_size <= len(SPECIAL_TOKENS):
@@ -486,11 +495,13 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         val_ds = tokenize_for_mlm(split["test"], tokenizer, args.max_seq_length, "truncate",
                                   num_proc=args.preprocessing_num_workers)
     logger.info(f"training text: {stats.summary()}", main_process_only=True)
-    def masking(seed: int) -> SeededMasking:
-        return SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, args.whole_word_mask, seed=None,
-                                               span_mask=args.span_mask), seed)
+    def masking(seed: int, prefix_lm_prob: float = 0.0) -> SeededMasking:
+        whole_word = args.whole_word_mask or args.prefix_lm_prob > 0  # the same masking of words for validation
+        return SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, whole_word, seed=None,
+                                               span_mask=args.span_mask, prefix_lm_prob=prefix_lm_prob,
+                                               prefix_lm_direction=args.prefix_lm_direction), seed)
 
-    collate = masking(args.seed)
+    collate = masking(args.seed, args.prefix_lm_prob)
     train_dl = DataLoader(train_ds, shuffle=True, batch_size=args.per_device_train_batch_size, collate_fn=collate)
     val_dl = DataLoader(val_ds, batch_size=args.per_device_eval_batch_size, collate_fn=masking(args.seed + 1))
 

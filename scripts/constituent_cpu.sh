@@ -7,7 +7,7 @@
 #   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/$PRIOR
 #   PRIOR=constituent_learned (default; constituent: neighbour choice from the level vectors themselves; none: no prior)
 #   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
-#   TRAIN_ARGS="--torch_compile" (default) pretraining flags (e.g. --span_mask, --backbone all-MiniLM-L6-v2; "" for eager)
+#   TRAIN_ARGS="--torch_compile" (default) pretraining flags (e.g. --span_mask, --prefix_lm_prob 0.5, --backbone all-MiniLM-L6-v2; "" for eager)
 #   TREE_READOUT=links (default with a prior: 1 - its neighbour links, Tree Transformer's read-out; cosine: 1 - cosine
 #   of the level vectors, the default for PRIOR=none), TREE_LEVELS=all (default: the mean over all levels; or levels, e.g. 0): both chosen on the dev half
 #   RIGHT_SKEW=B also scores the trees with the right-skew bias B (separate rows: a branching-direction prior)

@@ -437,6 +437,58 @@ def test_span_masking_masks_runs_of_whole_words(letters_tokenizer):
     assert (by_span["input_ids"][by_span["labels"] != -100] == letters_tokenizer.mask_token_id).all()
 
 
+@pytest.mark.parametrize("direction", ["left_to_right", "right_to_left", "both"])
+def test_prefix_lm_masks_every_word_on_one_side_of_a_cut_and_leaves_the_other(letters_tokenizer, direction):
+    gen = random.Random(0)
+    texts = [" ".join("".join(gen.choices("abcdefgh", k=gen.randint(1, 3))) for _ in range(gen.randint(1, 12)))
+             for _ in range(200)]
+    rows = list(tokenize_for_mlm(datasets.Dataset.from_dict({"text": texts}), letters_tokenizer, max_length=64))
+    batch = make_mlm_collator(letters_tokenizer, prefix_lm_prob=1.0, prefix_lm_direction=direction, seed=0)(rows)
+    sides, masked_share = Counter(), []
+    for i, text in enumerate(texts):
+        ids = batch["input_ids"][i, : len(rows[i]["input_ids"])].tolist()
+        labels = batch["labels"][i, : len(rows[i]["input_ids"])].tolist()
+        word_of_piece = [text[:s].count(" ") if e > s else None for s, e in rows[i]["offset_mapping"]]
+        masked_words = sorted({w for w, y in zip(word_of_piece, labels) if y != -100})
+        n = len(text.split())
+        if n == 1:  # no cut in a one-word sentence: plain whole-word masking
+            continue
+        side = "left_to_right" if masked_words[-1] == n - 1 else "right_to_left"
+        assert masked_words == (list(range(masked_words[0], n)) if side == "left_to_right" else list(range(masked_words[-1] + 1)))
+        assert 1 <= len(masked_words) <= n - 1, text  # a cut between two words: both sides hold a word
+        for piece, w in enumerate(word_of_piece):
+            if w in masked_words:
+                assert ids[piece] == letters_tokenizer.mask_token_id and labels[piece] == rows[i]["input_ids"][piece]
+            else:  # the other side and the special pieces are the original pieces, not labels
+                assert ids[piece] == rows[i]["input_ids"][piece] and labels[piece] == -100
+        sides[side] += 1
+        masked_share.append((len(masked_words), n))
+    # the cut is uniform over the n - 1 places between words: n / 2 words masked on average
+    assert sum(sides.values()) > 150
+    assert abs(sum(m for m, n in masked_share) / sum(n / 2 for m, n in masked_share) - 1) < 0.1
+    if direction == "both":
+        assert 0.4 < sides["left_to_right"] / sum(sides.values()) < 0.6
+    else:
+        assert set(sides) == {direction}
+
+
+def test_prefix_lm_prob_is_the_share_of_sentences_masked_as_a_prefix_lm(letters_tokenizer):
+    gen = random.Random(1)
+    texts = [" ".join(gen.choices("abcdefgh", k=gen.randint(2, 12))) for _ in range(400)]
+    rows = list(tokenize_for_mlm(datasets.Dataset.from_dict({"text": texts}), letters_tokenizer, max_length=64))
+    batch = make_mlm_collator(letters_tokenizer, prefix_lm_prob=0.5, seed=0)(rows)
+    # the last word is masked in half of the sentences, plus 15% of the others (by masked-word filling)
+    last_masked = [bool(batch["labels"][i, len(r["input_ids"]) - 2] != -100) for i, r in enumerate(rows)]  # before [SEP]
+    assert 0.50 < sum(last_masked) / len(rows) < 0.65  # expected 0.575
+
+
+def test_prefix_lm_arguments_are_checked(letters_tokenizer):
+    with pytest.raises(ValueError, match="prefix_lm_prob must be in"):
+        make_mlm_collator(letters_tokenizer, prefix_lm_prob=1.5)
+    with pytest.raises(ValueError, match="prefix_lm_direction must be one of"):
+        make_mlm_collator(letters_tokenizer, prefix_lm_prob=0.5, prefix_lm_direction="sideways")
+
+
 def test_whole_word_masking_without_offsets_is_a_clear_error(letters_tokenizer):
     collator = make_mlm_collator(letters_tokenizer, whole_word_mask=True, seed=0)
     with pytest.raises(ValueError, match="needs 'offset_mapping'.*tokenize_for_mlm"):

@@ -192,3 +192,16 @@ def test_a_vocabulary_without_room_for_words_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):  # a given tokenizer is not trained, so the type would be silently ignored
         parse_args(["--output_dir", "x", "--tokenizer_type", "word", "--tokenizer_name", "runs/tok"])
     assert "--tokenizer_type applies to a tokenizer trained from scratch" in capsys.readouterr().err
+
+
+def test_prefix_lm_arguments_are_usage_errors_when_out_of_range(capsys):
+    from glomtext.pretrain import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--output_dir", "x", "--prefix_lm_prob", "1.5"])
+    assert "--prefix_lm_prob must be in [0, 1]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--output_dir", "x", "--prefix_lm_prob", "0.5", "--prefix_lm_direction", "sideways"])
+    assert "invalid choice: 'sideways'" in capsys.readouterr().err
+    args = parse_args(["--output_dir", "x", "--prefix_lm_prob", "0.5", "--prefix_lm_direction", "both"])
+    assert (args.prefix_lm_prob, args.prefix_lm_direction) == (0.5, "both")
