@@ -732,8 +732,12 @@ class MLMCollator(DataCollatorForLanguageModeling):
     def __init__(self, *args, span_mask: bool = False, prefix_lm_prob: float = 0.0,
                  prefix_lm_direction: str = "left_to_right", **kwargs):
         super().__init__(*args, **kwargs)
+        if not 0.0 <= prefix_lm_prob <= 1.0:
+            raise ValueError(f"prefix_lm_prob must be in [0, 1], got {prefix_lm_prob!r}")
         if prefix_lm_direction not in PREFIX_LM_DIRECTIONS:
             raise ValueError(f"prefix_lm_direction must be one of {PREFIX_LM_DIRECTIONS}, got {prefix_lm_direction!r}")
+        if prefix_lm_prob > 0 and not self.whole_word_mask:
+            raise ValueError("prefix_lm_prob needs whole_word_mask=True (the cut falls between words)")
         self.span_mask = span_mask
         self.prefix_lm_prob = prefix_lm_prob
         self.prefix_lm_direction = prefix_lm_direction
@@ -836,8 +840,6 @@ def make_mlm_collator(
     collator its own torch.Generator (seed + worker id in DataLoader workers), so the masks are
     reproducible; without it the global torch RNG is used.
     """
-    if not 0.0 <= prefix_lm_prob <= 1.0:
-        raise ValueError(f"prefix_lm_prob must be in [0, 1], got {prefix_lm_prob!r}")
     whole_word_mask = whole_word_mask or span_mask or prefix_lm_prob > 0
     replace = dict(mask_replace_prob=1.0, random_replace_prob=0.0) if whole_word_mask else {}
     return MLMCollator(

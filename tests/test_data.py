@@ -14,6 +14,7 @@ from transformers import AutoTokenizer
 
 from glomtext import paths
 from glomtext.data import (
+    MLMCollator,
     NLTK_CORPORA,
     TextStats,
     load_sentences,
@@ -487,6 +488,8 @@ def test_prefix_lm_arguments_are_checked(letters_tokenizer):
         make_mlm_collator(letters_tokenizer, prefix_lm_prob=1.5)
     with pytest.raises(ValueError, match="prefix_lm_direction must be one of"):
         make_mlm_collator(letters_tokenizer, prefix_lm_prob=0.5, prefix_lm_direction="sideways")
+    with pytest.raises(ValueError, match="prefix_lm_prob needs whole_word_mask"):
+        MLMCollator(tokenizer=letters_tokenizer, prefix_lm_prob=0.5)
 
 
 def test_whole_word_masking_without_offsets_is_a_clear_error(letters_tokenizer):
