@@ -25,7 +25,6 @@ from glomtext.evaluation.cli import positive_int
 from glomtext.evaluation.constituency import prepare_golds
 from glomtext.evaluation.readers import ReadError, read_ptb
 from glomtext.evaluation.systems import GlomText
-from glomtext.islands import adjacent_distances
 
 GROUPS = ("DT", "IN", "TO", "MD", "CC", "PR", "JJ", "NN", "VB", "RB", "CD")
 
@@ -107,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     readouts = {"always right (right-branching)": None, **glom.readouts()}
     for name, options in readouts.items():
         score = SideScore()
-        for grp, g, s in zip(groups, sides, states):
-            score.add(grp, g, [1] * len(g) if options is None else model_sides(adjacent_distances(s, **options).tolist()))
+        for grp, g, s, gold in zip(groups, sides, states, golds):
+            score.add(grp, g, [1] * len(g) if options is None else model_sides(glom.distances(gold.words, s, **options).tolist()))
         print(json.dumps({"readout": name, "words": score.total["all"], **score.row(shown),
                           **({f"n {k}": score.total[k] for k in shown if score.total[k]} if args.before else {})}))
     return 0

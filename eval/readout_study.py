@@ -3,7 +3,8 @@
 For each level alone, and for the mean over all levels, the adjacent-word distance tree is scored
 with the Kim et al. protocol; optionally at several iteration counts. For models trained with a
 constituent `consensus_prior` the same is done with the model's neighbour links as distances
-(1 - link, from the model's `settling.links` on the word states; `glomtext eval --tree-readout links`). `--right-skew B [B ...]` also scores every
+(1 - link, `glomtext.islands.word_links`: from the word states, or for `constituent_front_end` from the word pieces;
+`glomtext eval --tree-readout links`). `--right-skew B [B ...]` also scores every
 read-out with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
 the separately labelled rows of `glomtext eval --right-skew`). `--with-punctuation` is a diagnostic,
 not the protocol: the model reads each sentence with its punctuation tokens, and the distance between
@@ -21,7 +22,6 @@ import json
 from glomtext.evaluation.constituency import WORD_TAGS, ConstituencyScorer, prepare_gold
 from glomtext.evaluation.readers import read_ptb
 from glomtext.evaluation.systems import GlomText
-from glomtext.islands import adjacent_distances
 from glomtext.trees import right_skewed, tree_from_distances
 
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         glom = glom.untrained(0) if args.untrained else glom
         states = glom.states([list(words) for words, _ in inputs])
         for name, options in glom.readouts().items():
-            distances = [adjacent_distances(s, **options) for s in states]
+            distances = [glom.distances(words, s, **options) for (words, _), s in zip(inputs, states)]
             for b in [0.0, *args.right_skew]:
                 scorer = ConstituencyScorer()
                 for (_, g), (_, words), d in zip(golds, inputs, distances):

@@ -9,7 +9,7 @@ from transformers import PretrainedConfig
 
 ATTENTION_REACH = ("full", "local", "local_sparse")
 TOP_DOWN_POSITION = ("absolute", "island")
-CONSENSUS_PRIOR = ("none", "constituent", "constituent_learned")
+CONSENSUS_PRIOR = ("none", "constituent", "constituent_learned", "constituent_front_end")
 CONTRIBUTIONS = ("previous", "bottom_up", "top_down", "consensus")
 
 
@@ -44,7 +44,10 @@ class GlomTextConfig(PretrainedConfig):
             scaled by the product of the links between them, so islands are nested contiguous spans;
             the weight not given to others stays on the column itself); "constituent_learned": the same
             prior with the neighbour choice made by learned per-level query and key projections of the
-            level embeddings (as Tree Transformer does) instead of the embeddings themselves.
+            level embeddings (as Tree Transformer does) instead of the embeddings themselves;
+            "constituent_front_end": the choice made once per sentence from the front end alone (two
+            convolutions over it, then per-level query and key projections, as StructFormer's parser reads
+            the non-contextual embeddings), so it depends on the nearby word pieces, not on the settling.
     Reach (GLOM.md 4), chosen by `attention_reach`:
         "full": every level sees every column;
         "local": level l (0-based) sees columns within reach_window * 2**l;

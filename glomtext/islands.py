@@ -85,7 +85,8 @@ DEFAULT_THRESHOLD = 0.9
 MAX_WORDS = 2048
 GPU_READOUT_BATCH_SIZE = 1024  # sentences per island grouping in extract_islands on a GPU (several forward batches)
 _BATCH_CELLS = 1 << 21  # sentences x longest^2 per clustering batch (short ones are not padded to a long one)
-READOUTS = ("cosine", "islands", "links")
+READOUTS = ("cosine", "islands", "links", "links_top_down")
+LINK_THRESHOLD = 0.8  # links_top_down: a pair is split at a level where its link is below this (Tree Transformer's parse)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,7 +366,7 @@ def calibrate_thresholds(states: Iterable[torch.Tensor], quantile: float = 0.9) 
 
 
 def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels: Sequence[int] | None = None,
-                       settling=None, **island_options) -> torch.Tensor:
+                       links: torch.Tensor | None = None, **island_options) -> torch.Tensor:
     """Distance between each pair of adjacent words, read from the level states.
 
     states: (W, L, D). returns: (W - 1,).
@@ -374,38 +375,76 @@ def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels:
     readout="islands": the number of levels at which the two words are in different islands
         (``find_islands(states, **island_options)``); with nested islands this is the lowest
         level at which they first share an island.
-    readout="links": mean over levels of 1 - the neighbour link of a model trained with a
-        constituent ``consensus_prior`` (Tree Transformer's read-out), computed by its ``settling``
-        module (``model.settling``) from the word states.
+    readout="links": mean over levels of 1 - ``links`` (L, W-1), the neighbour links of a model trained
+        with a constituent ``consensus_prior`` (``word_links`` computes them).
+    readout="links_top_down": Tree Transformer's own parse of the same links: a span is split at its weakest
+        link at the highest level where some link of the span is below LINK_THRESHOLD, else at level 0. As
+        distances: the number of levels at which the pair's link is below the threshold, plus 1 - its link
+        at the highest of them (at level 0 if none), so the greedy split reproduces that parse.
     levels: only use these levels (default: all).
     """
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     if readout != "islands" and island_options:
         raise TypeError(f"island options {sorted(island_options)} only apply to readout='islands'")
-    if (settling is None) == (readout == "links"):
-        raise TypeError("readout='links' needs the model's settling module (settling=model.settling), and only it takes one")
+    if (links is None) == readout.startswith("links"):
+        raise TypeError(f"readout={readout!r}: the links read-outs need the words' neighbour links (links=word_links(...)), "
+                        "and only they take them")
     level_idx = list(range(states.shape[1])) if levels is None else list(levels)
     if states.shape[0] < 2:
         return states.new_zeros(0, dtype=torch.float32)
     if readout == "cosine":
         x = F.normalize(states[:, level_idx].float(), dim=-1)  # (W, L', D)
         return (1 - (x[:-1] * x[1:]).sum(-1)).mean(-1)  # (W-1,)
-    if readout == "links":
-        return 1 - word_links(settling, states)[level_idx].float().mean(0)  # (W-1,)
+    if readout.startswith("links"):
+        if links.shape != (states.shape[1], states.shape[0] - 1):
+            raise ValueError(f"links must have shape (levels, words - 1) = {(states.shape[1], states.shape[0] - 1)}, got {tuple(links.shape)}")
+        chosen = links[level_idx].float()  # (L', W-1), non-decreasing along the levels
+        if readout == "links":
+            return 1 - chosen.mean(0)  # (W-1,)
+        split = (chosen < LINK_THRESHOLD).sum(0)  # (W-1,) the levels at which the pair is split: the lowest ones
+        return split + 1 - chosen.gather(0, (split - 1).clamp(min=0)[None])[0]  # (W-1,)
     islands = find_islands(states, **island_options)
     label = torch.tensor([_word_labels(islands[l], states.shape[0]) for l in level_idx])  # (L', W)
     return (label[:, :-1] != label[:, 1:]).float().sum(0)
 
 
 @torch.no_grad()
-def word_links(settling, states: torch.Tensor) -> torch.Tensor:
-    """The constituent prior's neighbour links between adjacent words: (W, L, D) states -> (L, W-1)."""
-    if settling.config.consensus_prior == "none":
+def word_links(model, states: torch.Tensor, tokenizer=None, words: Sequence[str] | None = None) -> torch.Tensor:
+    """The constituent prior's neighbour links between adjacent words, (L, W-1), of a model (GlomTextModel or
+    GlomTextForMaskedLM) with a constituent ``consensus_prior``.
+
+    "constituent" and "constituent_learned" links are computed from the (W, L, D) word states.
+    "constituent_front_end" links depend only on the word pieces, so they need the ``tokenizer`` and the
+    ``words`` (as the model read them): the link of two words is the model's link between the last piece of
+    the first and the first piece of the second (the product of the links in between, if any).
+    """
+    model = getattr(model, "base_model", model)
+    settling, prior = model.settling, model.config.consensus_prior
+    if prior == "none":
         raise ValueError("the links read-out needs a model trained with a constituent consensus_prior; this one has none")
     p = next(settling.parameters())
-    z = states.permute(1, 0, 2)[:, None].to(p.device, p.dtype)  # (W, L, D) -> (L, 1, W, D)
-    return settling.links(z, torch.ones(1, states.shape[0], dtype=torch.bool, device=p.device))[:, 0].cpu()  # (L, W-1)
+    if prior != "constituent_front_end":
+        z = states.permute(1, 0, 2)[:, None].to(p.device, p.dtype)  # (W, L, D) -> (L, 1, W, D)
+        return settling.links(z, torch.ones(1, states.shape[0], dtype=torch.bool, device=p.device))[:, 0].cpu()  # (L, W-1)
+    if tokenizer is None or words is None:
+        raise TypeError("the links of a 'constituent_front_end' model are read from its word pieces: pass tokenizer= and words=")
+    if len(words) != states.shape[0]:
+        raise ValueError(f"{len(words)} words but states for {states.shape[0]}")
+    enc = tokenizer(list(words), is_split_into_words=True, return_tensors="pt", verbose=False)
+    ids = enc["input_ids"]  # (1, N)
+    if ids.shape[1] > model.config.max_position_embeddings:
+        raise ValueError(f"{len(words)} words make {ids.shape[1]} pieces; the model takes at most {model.config.max_position_embeddings}")
+    ok = torch.ones_like(ids, dtype=torch.bool)
+    front_end = model.front_end(ids.to(p.device), ok.long().to(p.device))  # (1, N, D)
+    piece = settling.front_end_links(front_end, ok.to(p.device))[:, 0].float().cpu()  # (L, N-1)
+    word_ids = enc.word_ids(0)
+    first = {w: i for i, w in reversed(list(enumerate(word_ids))) if w is not None}
+    last = {w: i for i, w in enumerate(word_ids) if w is not None}
+    if len(first) != len(words):
+        raise ValueError(f"the tokenizer gives no piece for word(s) {sorted(set(range(len(words))) - set(first))} of {list(words)}")
+    cuts = [(last[w], first[w + 1]) for w in range(len(words) - 1)]
+    return torch.stack([piece[:, a:b].prod(-1) for a, b in cuts], dim=-1) if cuts else piece[:, :0]  # (L, W-1)
 
 
 def distance_tree(words: Sequence[str], states: torch.Tensor, *, right_skew: float = 0.0, **readout_options) -> Tree:

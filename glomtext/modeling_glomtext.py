@@ -231,8 +231,11 @@ class Neighbourhood:
 
 
 # ----------------------------------------------------------------------------------------------
-# the constituent prior (consensus_prior="constituent" or "constituent_learned"): Tree Transformer's
-# constituent attention (Wang et al. 2019) with query = key = the level embedding, or learned projections of it
+# the constituent prior (consensus_prior="constituent", "constituent_learned" or "constituent_front_end"): Tree
+# Transformer's constituent attention (Wang et al. 2019) with query = key = the level embedding, or learned projections
+# of it, or of convolutions over the front end (StructFormer's parser, Shen et al. 2021)
+
+LINK_CONV_WIDTH = 3  # kernel of the front-end link convolutions (two layers: each column's feature reads 5 pieces)
 
 
 def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
@@ -417,8 +420,10 @@ class GlomTextSettling(nn.Module):
         self.level_embeddings = nn.Parameter(torch.empty(L, D))  # initial state = front end + level code
         self.contribution_logits = nn.Parameter(torch.empty(L, len(CONTRIBUTIONS)), requires_grad=config.learn_contribution_weights)
         self.log_beta = nn.Parameter(torch.empty(L), requires_grad=config.learn_beta)
-        if config.consensus_prior == "constituent_learned":
+        if config.consensus_prior in ("constituent_learned", "constituent_front_end"):
             self.link_query_key = LevelLinear(L, D, 2 * D)  # per-level query and key of the neighbour links
+        if config.consensus_prior == "constituent_front_end":  # StructFormer's parser: convolutions over the front end
+            self.link_convs = nn.ModuleList(nn.Conv1d(D, D, LINK_CONV_WIDTH, padding=LINK_CONV_WIDTH // 2) for _ in range(2))
 
     # -- contributions --------------------------------------------------------------------------
     def contribution_weights(self) -> torch.Tensor:
@@ -447,21 +452,42 @@ class GlomTextSettling(nn.Module):
         return self.top_down(torch.cat([above, code], dim=-1))
 
     def links(self, z: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
-        """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N)."""
-        q = k = z
-        if self.config.consensus_prior == "constituent_learned":
-            L, B, N, D = z.shape
-            qk = self.link_query_key((z * math.sqrt(D)).reshape(L, B * N, D))  # (L, B*N, 2D)
-            q, k = (unit(t) for t in qk.view(L, B, N, 2 * D).chunk(2, dim=-1))  # (L, B, N, D) each
+        """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N).
+        ("constituent_front_end" reads the front end instead: `front_end_links`.)"""
+        if self.config.consensus_prior == "constituent":
+            return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok)
+        if self.config.consensus_prior != "constituent_learned":
+            raise ValueError(f"consensus_prior {self.config.consensus_prior!r} has no links from the states"
+                             " ('constituent_front_end': see front_end_links)")
+        return self._learned_links(z * math.sqrt(z.shape[-1]), key_ok)
+
+    def front_end_links(self, front_end: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """consensus_prior="constituent_front_end": the links (L, B, N-1) from the front end (B, N, D) alone,
+        the same at every iteration. Through two convolutions (LayerNorm + tanh after each, as in StructFormer's
+        parser) a column's feature reads the 5 pieces around it, and the link of pieces i and i+1 the 8 pieces
+        i-3 .. i+4: it depends on the nearby word pieces, not on the settled context."""
+        keep = key_ok[..., None].to(front_end.dtype)  # (B, N, 1): padding reads as zeros
+        h = front_end * keep
+        for conv in self.link_convs:
+            h = conv(h.transpose(1, 2)).transpose(1, 2)  # (B, D, N) -> (B, N, D)
+            h = torch.tanh(F.layer_norm(h, h.shape[-1:])) * keep
+        return self._learned_links(h.expand(self.config.num_levels, *h.shape), key_ok)
+
+    def _learned_links(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """Links from learned per-level query and key projections of x (L, B, N, D) -> (L, B, N-1)."""
+        L, B, N, D = x.shape
+        qk = self.link_query_key(x.reshape(L, B * N, D))  # (L, B*N, 2D)
+        q, k = (unit(t) for t in qk.view(L, B, N, 2 * D).chunk(2, dim=-1))  # (L, B, N, D) each
         return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok)
 
-    def consensus(self, z: torch.Tensor, hood: Neighbourhood) -> tuple[torch.Tensor, torch.Tensor]:
+    def consensus(self, z: torch.Tensor, hood: Neighbourhood, links: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention with query = key = value = the level embedding.
 
         Returns the consensus (L, B, N, D), the attention-weighted centre of each column's island
         (L, B, N) in column positions (the column itself when it has no key in reach), and the
         attention weights (L, B, N, K). With a constituent `consensus_prior` the weights are scaled by
-        `constituent_prior` and what they no longer give to others stays on the column's own value.
+        `constituent_prior` and what they no longer give to others stays on the column's own value;
+        `links` (L, B, N-1), when given, are its neighbour links (else they are computed from z).
         """
         w_self = self.config.consensus_self_weight
         beta = self.log_beta.exp()[:, None, None, None]  # (L, 1, 1, 1)
@@ -469,7 +495,8 @@ class GlomTextSettling(nn.Module):
         attn = hood.softmax(beta * hood.scores(z, keys))  # (L, B, N, K)
         own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
         if self.config.consensus_prior != "none":
-            attn = attn * constituent_prior(self.links(z, hood.key_ok), hood.key_pos).to(attn.dtype)
+            links = self.links(z, hood.key_ok) if links is None else links
+            attn = attn * constituent_prior(links, hood.key_pos).to(attn.dtype)
         others = hood.aggregate(attn, keys)  # (L, B, N, D)
         centre = (attn * hood.key_pos.to(z.dtype)).sum(-1)  # (L, B, N)
         if self.config.consensus_prior != "none":
@@ -489,9 +516,9 @@ class GlomTextSettling(nn.Module):
         return pos.expand_as(centre[1:])
 
     # -- one iteration --------------------------------------------------------------------------
-    def forward(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood) -> torch.Tensor:
-        """z (L, B, N, D) -> the next state (L, B, N, D)."""
-        cons, centre, _ = self.consensus(z, hood)
+    def forward(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, links: torch.Tensor | None = None) -> torch.Tensor:
+        """z (L, B, N, D) -> the next state (L, B, N, D); links: see `consensus`."""
+        cons, centre, _ = self.consensus(z, hood, links)
         bu = unit(self.bottom_up_predictions(z, front_end))
         td = unit(self.top_down_predictions(z, self.top_down_positions(centre)))  # (L-1, B, N, D)
         w = self.contribution_weights().T[..., None, None, None]  # (4, L, 1, 1, 1)
@@ -499,7 +526,8 @@ class GlomTextSettling(nn.Module):
         mixed[:-1] += w[2, :-1] * td  # the top level has no top-down input
         return unit(mixed)
 
-    def island_loss(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, mask: torch.Tensor) -> torch.Tensor:
+    def island_loss(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, mask: torch.Tensor,
+                    links: torch.Tensor | None = None) -> torch.Tensor:
         """The island regulariser (GLOM.md 7) on a settled state z (L, B, N, D).
 
         Each column's bottom-up and top-down predictions are pulled toward its consensus vector
@@ -511,7 +539,7 @@ class GlomTextSettling(nn.Module):
         tau = self.config.island_loss_temperature
         zd = z.detach()
         with torch.no_grad():
-            cons, centre, attn = self.consensus(zd, hood)
+            cons, centre, attn = self.consensus(zd, hood, links)
             target = unit(cons)  # (L, B, N, D)
             neg_w = 1 - attn / attn.amax(-1, keepdim=True).clamp(min=1e-12)  # (L, B, N, K)
         predictions = (
@@ -641,6 +669,7 @@ class GlomTextModel(GlomTextPreTrainedModel):
         front_end = self.front_end(input_ids, attention_mask)  # (B, N, D)
         z = self._start(front_end, initial_state)  # (L, B, N, D)
         hood = Neighbourhood(self.settling.offsets, attention_mask, dense=None if sparse_attention is None else not sparse_attention)
+        links = self.settling.front_end_links(front_end, hood.key_ok) if self.config.consensus_prior == "constituent_front_end" else None
         history = [z] if output_all_states else None
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             # two-level checkpointing: keep the state only at the start of each segment of ~sqrt(T)
@@ -648,24 +677,24 @@ class GlomTextModel(GlomTextPreTrainedModel):
             # each iteration. Memory ~ 2 sqrt(T) states instead of T, for one more forward pass.
             size = 1 if history is not None else math.ceil(math.sqrt(T))
             for start in range(0, T, size):
-                z = checkpoint(self._settle, z, front_end, hood, min(size, T - start), use_reentrant=False)
+                z = checkpoint(self._settle, z, front_end, hood, links, min(size, T - start), use_reentrant=False)
                 if history is not None:
                     history.append(z)
         else:
             for _ in range(T):
-                z = self.settling(z, front_end, hood)
+                z = self.settling(z, front_end, hood, links)
                 if history is not None:
                     history.append(z)
-        island = self.settling.island_loss(z, front_end, hood, attention_mask.bool()) if return_island_loss else None
+        island = self.settling.island_loss(z, front_end, hood, attention_mask.bool(), links) if return_island_loss else None
         return GlomTextModelOutput(states=batch_major(z), front_end=front_end, island_loss=island,
                                    all_states=tuple(map(batch_major, history)) if history else None)
 
-    def _settle(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, iterations: int) -> torch.Tensor:
+    def _settle(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, links: torch.Tensor | None, iterations: int) -> torch.Tensor:
         """`iterations` settling steps, each checkpointed: one segment of the two-level checkpointing."""
         if iterations == 1:  # the segment's own checkpoint already covers it
-            return self.settling(z, front_end, hood)
+            return self.settling(z, front_end, hood, links)
         for _ in range(iterations):
-            z = checkpoint(self.settling, z, front_end, hood, use_reentrant=False)
+            z = checkpoint(self.settling, z, front_end, hood, links, use_reentrant=False)
         return z
 
     def _start(self, front_end: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:

@@ -5,10 +5,12 @@
 # scored on the development half (wsj_0001-wsj_0099) and the test half (wsj_0100-wsj_0199) of the WSJ
 # sample, and the sentence F1s are summarised as mean and standard deviation over the seeds.
 #   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/$PRIOR
-#   PRIOR=constituent_learned (default; constituent: neighbour choice from the level vectors themselves; none: no prior)
+#   PRIOR=constituent_learned (default; constituent: neighbour choice from the level vectors themselves;
+#   constituent_front_end: from convolutions over the front end, StructFormer-like; none: no prior)
+#   HALVES="dev test" (default) the WSJ halves to score; HALVES=dev for a screen that must not see the test half
 #   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
 #   TRAIN_ARGS="--torch_compile" (default) pretraining flags (e.g. --span_mask, --prefix_lm_prob 0.5, --backbone all-MiniLM-L6-v2; "" for eager)
-#   TREE_READOUT=links (default with a prior: 1 - its neighbour links, Tree Transformer's read-out; cosine: 1 - cosine
+#   TREE_READOUT=links (default with a prior: 1 - its neighbour links; links_top_down: Tree Transformer's parse of them; cosine: 1 - cosine
 #   of the level vectors, the default for PRIOR=none), TREE_LEVELS=all (default: the mean over all levels; or levels, e.g. 0): both chosen on the dev half
 #   RIGHT_SKEW=B also scores the trees with the right-skew bias B (separate rows: a branching-direction prior)
 #   TOKENIZER=DIR reuses a tokenizer; by default the first run trains one (8k WordPiece on its corpus)
@@ -54,16 +56,19 @@ for seed in $SEEDS; do
   fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
+HALVES="${HALVES:-dev test}"
 for seed in $SEEDS; do  # the units (UD EWT dev) are scored once, with the dev half
-  glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
-    --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_dev_seed$seed" > /dev/null
-  glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
-    --output "$OUT/eval_test_seed$seed" > /dev/null
+  case " $HALVES " in *" dev "*)
+    glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
+      --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_dev_seed$seed" > /dev/null ;; esac
+  case " $HALVES " in *" test "*)
+    glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
+      --output "$OUT/eval_test_seed$seed" > /dev/null ;; esac
 done
-python - "$OUT" $SEEDS <<'PY'
+python - "$OUT" "$HALVES" $SEEDS <<'PY'
 import json, statistics, sys
-out, seeds = sys.argv[1], sys.argv[2:]
-for half in ("dev", "test"):
+out, halves, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+for half in halves:
     runs = [json.load(open(f"{out}/eval_{half}_seed{s}/results.json"))["constituency"] for s in seeds]
     print(f"{half} half, {runs[0]['n_sentences']} sentences, seeds {' '.join(seeds)}:")
     for name in ("glomtext", "glomtext_untrained", "glomtext_right_skew", "glomtext_untrained_right_skew",

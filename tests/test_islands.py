@@ -35,6 +35,7 @@ from glomtext.islands import (
     island_tree,
     load_model,
     ptb,
+    word_links,
     word_states,
     word_trajectory,
     write_jsonl,
@@ -188,20 +189,62 @@ def test_links_readout_splits_at_the_weakest_neighbour_link_worked_out_by_hand(p
     # a = b and c = d at every level (orthogonal vectors): a and b choose each other, so do c and d,
     # so links a-b and c-d are 1; b and c choose away from each other, so their link is ~0 (and stays so at every level)
     x = plant([[[0, 1], [2, 3]]] * 3, 4)
-    assert adjacent_distances(x, readout="links", settling=model.settling).tolist() == pytest.approx([0, 1, 0], abs=1e-3)
-    assert ptb(distance_tree(list("abcd"), x, readout="links", settling=model.settling)) == "(X (X a b) (X c d))"
+    links = word_links(model, x)
+    assert adjacent_distances(x, readout="links", links=links).tolist() == pytest.approx([0, 1, 0], abs=1e-3)
+    assert ptb(distance_tree(list("abcd"), x, readout="links", links=links)) == "(X (X a b) (X c d))"
 
 
-def test_links_readout_needs_a_constituent_model_and_only_it_takes_one():
+def test_links_readout_needs_links_of_a_constituent_model_and_only_it_takes_them():
     x = plant([[[0, 1], [2, 3]]] * 3, 4)
     model, _ = tiny_model(consensus_prior="constituent")
-    with pytest.raises(TypeError, match="needs the model's settling"):
+    with pytest.raises(TypeError, match="need the words' neighbour links"):
         adjacent_distances(x, readout="links")
-    with pytest.raises(TypeError, match="only it takes one"):
-        adjacent_distances(x, settling=model.settling)
+    with pytest.raises(TypeError, match="only they take them"):
+        adjacent_distances(x, links=word_links(model, x))
+    with pytest.raises(ValueError, match=r"links must have shape \(levels, words - 1\) = \(3, 3\)"):
+        adjacent_distances(x, readout="links", links=torch.ones(3, 4))
     plain, _ = tiny_model()
     with pytest.raises(ValueError, match="constituent consensus_prior"):
-        adjacent_distances(x, readout="links", settling=plain.settling)
+        word_links(plain, x)
+
+
+def test_links_top_down_is_tree_transformers_parse_worked_out_by_hand():
+    """Pair 0 is split at levels 0-1 (links 0.0, 0.0 < 0.8), pair 2 at levels 0-2 (0.5 each), pairs 1 and 3 nowhere.
+    The mean read-out splits at pair 0 first (1 - mean link 0.7 against 0.5); the top-down parse starts at the top
+    level, where only pair 2 is split, and then splits 0 inside the left part: distances 2 + 1 - 0.0, 0 + 1 - 0.9,
+    3 + 1 - 0.5, 0 + 1 - 0.95."""
+    links = torch.tensor([[0.0, 0.9, 0.5, 0.95], [0.0, 0.95, 0.5, 0.97], [0.9, 0.99, 0.5, 0.99]])  # (L=3, W-1=4)
+    x = torch.zeros(5, 3, 8)
+    torch.testing.assert_close(adjacent_distances(x, readout="links", links=links), 1 - links.mean(0))
+    top_down = adjacent_distances(x, readout="links_top_down", links=links)
+    torch.testing.assert_close(top_down, torch.tensor([3.0, 0.1, 3.5, 0.05]))
+    assert ptb(distance_tree(list("abcde"), x, readout="links", links=links)) == "(X a (X (X b c) (X d e)))"
+    assert ptb(distance_tree(list("abcde"), x, readout="links_top_down", links=links)) == "(X (X a (X b c)) (X d e))"
+    # levels 0-1 only: pairs 0 and 2 are both split at level 1; pair 0's link there is weaker
+    torch.testing.assert_close(adjacent_distances(x, readout="links_top_down", links=links, levels=[0, 1]),
+                               torch.tensor([3.0, 0.1, 2.5, 0.05]))
+
+
+def test_front_end_links_of_words_are_the_links_at_their_boundary_pieces():
+    """"constituent_front_end" links depend on the pieces only: the link of two words is the link between
+    the last piece of the first and the first piece of the second, whatever the states."""
+    model, tokenizer = tiny_model(consensus_prior="constituent_front_end")
+    words = ["he", "shutting", "the", "noisy", "kids", "upward"]  # shut ##t ##i ##n ##g, up ##w ##a ##r ##d
+    enc = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+    word_ids = enc.word_ids(0)
+    assert len(word_ids) > len(words) + 2  # some word has several pieces
+    ok = torch.ones_like(enc["input_ids"], dtype=torch.bool)
+    with torch.no_grad():
+        piece = model.settling.front_end_links(model.front_end(enc["input_ids"], ok.long()), ok)[:, 0]  # (L, N-1)
+    boundary = [max(i for i, w in enumerate(word_ids) if w == k) for k in range(len(words) - 1)]
+    x = torch.randn(6, 3, 32)
+    links = word_links(model, x, tokenizer, words)
+    torch.testing.assert_close(links, piece[:, boundary])
+    torch.testing.assert_close(word_links(model, torch.randn(6, 3, 32), tokenizer, words), links)  # states play no part
+    with pytest.raises(TypeError, match="pass tokenizer= and words="):
+        word_links(model, x)
+    with pytest.raises(ValueError, match="5 words but states for 6"):
+        word_links(model, x, tokenizer, words[:5])
 
 
 def test_island_tree_links_the_fragments_of_a_discontinuous_island():

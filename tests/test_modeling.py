@@ -7,7 +7,7 @@ from support import needs_cxx
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
-from glomtext.modeling_glomtext import Neighbourhood, PerLevelMatmul, constituent_prior, neighbour_links, reach_offsets
+from glomtext.modeling_glomtext import Neighbourhood, PerLevelMatmul, batch_major, constituent_prior, neighbour_links, reach_offsets
 
 
 def tiny_config(**kw) -> GlomTextConfig:
@@ -83,9 +83,10 @@ def test_shapes_iterations_and_unit_norm():
     assert model(ids, mask).all_states is None
 
 
-def test_padding_does_not_change_real_columns():
+@pytest.mark.parametrize("prior", ["none", "constituent_front_end"])  # the second: its convolutions must not read padding
+def test_padding_does_not_change_real_columns(prior):
     torch.manual_seed(0)
-    model = GlomTextModel(tiny_config()).eval()
+    model = GlomTextModel(tiny_config(consensus_prior=prior)).eval()
     ids, mask = batch()
     padded = model(ids, mask).states[1, :6]
     alone = model(ids[1:, :6], mask[1:, :6]).states[0]
@@ -94,7 +95,8 @@ def test_padding_does_not_change_real_columns():
 
 @pytest.mark.parametrize("N", [40, 37])  # whole blocks of b = 4 columns, and a ragged last block
 @pytest.mark.parametrize("overrides", [{}, {"attention_reach": "local"}, {"top_down_position": "island", "num_levels": 4},
-                                       {"consensus_prior": "constituent"}, {"consensus_prior": "constituent_learned"}])
+                                       {"consensus_prior": "constituent"}, {"consensus_prior": "constituent_learned"},
+                                       {"consensus_prior": "constituent_front_end"}])
 def test_dense_and_blocked_neighbourhoods_agree(N, overrides):
     """Same states, island loss and gradients from both layouts (local_sparse: band keys and far keys)."""
     torch.manual_seed(0)
@@ -227,6 +229,30 @@ def test_constituent_prior_gradients():
     assert torch.autograd.gradcheck(prior, (z,))
 
 
+def test_front_end_links_read_eight_pieces_around_a_pair_and_not_the_settling():
+    """Two width-3 convolutions give each column a feature of pieces j-2 .. j+2; the link of pieces i and i+1
+    compares the choices of columns i and i+1, which read features i-1 .. i+2, so it depends on pieces
+    i-3 .. i+4: changing piece 5 of 12 changes the links of pairs 1..8 only."""
+    torch.manual_seed(0)
+    model = GlomTextModel(tiny_config(consensus_prior="constituent_front_end")).eval()
+    ids = torch.arange(5, 17)[None]  # (1, 12)
+    ok = torch.ones_like(ids, dtype=torch.bool)
+    links = lambda x: model.settling.front_end_links(model.front_end(x, ok.long()), ok)[:, 0]  # noqa: E731  (L, 11)
+    changed = ids.clone()
+    changed[0, 5] = 20
+    moved = (links(ids) - links(changed)).abs().amax(0)  # (11,) per pair, over levels
+    assert (moved[[0, 9, 10]] == 0).all() and (moved[1:9] > 0).all()
+    assert (links(ids)[1:] >= links(ids)[:-1]).all()  # links only grow with level
+    # the model computes them once and settles with them at every iteration
+    front_end, hood = model.front_end(ids, ok.long()), Neighbourhood(model.settling.offsets, ok.long())
+    z = model._start(front_end, None)
+    for _ in range(3):
+        z = model.settling(z, front_end, hood, links(ids)[:, None])
+    torch.testing.assert_close(batch_major(z), model(ids).states)
+    with pytest.raises(ValueError, match="front_end_links"):
+        model.settling.links(z, ok)
+
+
 def test_constituent_prior_keeps_attention_inside_a_span_and_the_rest_on_the_column():
     """e1 e1 | e2 e2 with beta 20: the pair across the middle is not linked, so columns 0-1 and 2-3
     each average only among themselves, and the weight they do not give away stays on their own value."""
@@ -278,7 +304,8 @@ def test_warm_start_and_growing_input():
 # -- training -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides", [{"top_down_position": "island"}, {"consensus_prior": "constituent_learned"}])
+@pytest.mark.parametrize("overrides", [{"top_down_position": "island"}, {"consensus_prior": "constituent_learned"},
+                                       {"consensus_prior": "constituent_front_end"}])
 def test_every_parameter_gets_a_gradient_and_losses_are_separate(overrides):
     torch.manual_seed(0)
     model = GlomTextForMaskedLM(tiny_config(**overrides))
@@ -301,14 +328,14 @@ def test_no_masked_position_gives_zero_mlm_loss():
     assert out.island_loss is None and out.loss.item() == 0.0
 
 
-@pytest.mark.parametrize("T", [1, 3, 7])  # segments of 1; of 2 and 1; of 3, 3 and 1
-def test_checkpointed_iterations_give_the_same_gradients(T):
+@pytest.mark.parametrize("T, prior", [(1, "none"), (3, "none"), (7, "none"), (3, "constituent_front_end")])  # segments of 1; of 2 and 1; of 3, 3 and 1
+def test_checkpointed_iterations_give_the_same_gradients(T, prior):
     ids, mask = batch()
     labels = ids.masked_fill(mask == 0, -100)
     grads = []
     for ckpt in (False, True):
         torch.manual_seed(0)
-        model = GlomTextForMaskedLM(tiny_config(checkpoint_iterations=ckpt, num_iterations=T)).train()
+        model = GlomTextForMaskedLM(tiny_config(checkpoint_iterations=ckpt, num_iterations=T, consensus_prior=prior)).train()
         model(ids, mask, labels=labels).loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])

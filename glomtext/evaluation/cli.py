@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="read the model's trees from these levels only (0 = lowest; default: the mean over all levels)")
     p.add_argument("--tree-readout", choices=READOUTS, default="cosine",
                    help="adjacent distances of the model's trees: 1 - cosine of the word states (default), island changes, "
-                        "or 1 - the neighbour links of a model with a constituent consensus_prior (Tree Transformer's read-out)")
+                        "1 - the neighbour links of a model with a constituent consensus_prior (links), "
+                        "or Tree Transformer's top-down parse of those links (links_top_down)")
     p.add_argument("--right-skew", type=float, metavar="BIAS",
                    help="also score the model's trees with the right-skew bias of Kim et al. (2020) added to the distances, "
                         "as separate rows (a branching-direction prior; the default rows stay unbiased)")

@@ -88,27 +88,35 @@ class GlomText:
         self.right_skew = right_skew
         if tree_readout not in READOUTS:
             raise ValueError(f"tree read-out {tree_readout!r}: choose from {', '.join(READOUTS)}")
-        if tree_readout == "links" and self.model.config.consensus_prior == "none":
-            raise ValueError(f"tree read-out 'links': the model {model_dir} has no constituent consensus_prior, so no links")
+        if tree_readout.startswith("links") and self.model.config.consensus_prior == "none":
+            raise ValueError(f"tree read-out {tree_readout!r}: the model {model_dir} has no constituent consensus_prior, so no links")
         self.tree_readout = tree_readout
+
+    def distances(self, words: Sequence[str], states: torch.Tensor, readout: str = "cosine", levels: Sequence[int] | None = None) -> torch.Tensor:
+        """Adjacent-word distances (W-1,) of one sentence's (W, L, D) states (``glomtext.islands.adjacent_distances``);
+        the links read-outs compute the words' neighbour links first (``glomtext.islands.word_links``)."""
+        from glomtext.islands import adjacent_distances, word_links
+
+        links = word_links(self.model, states, self.tokenizer, model_words(words)) if readout.startswith("links") else None
+        return adjacent_distances(states, readout=readout, levels=levels, links=links)
 
     def tree(self, words: Sequence[str], states: torch.Tensor, right_skew: float = 0.0):
         """The distance tree read from ``tree_levels`` (all levels by default) of (W, L, D) states with
-        ``tree_readout`` (``glomtext.islands.adjacent_distances``), with the right-skew bias ``right_skew``
-        if one is given."""
-        from glomtext.islands import distance_tree
+        ``tree_readout``, with the right-skew bias ``right_skew`` if one is given."""
+        from glomtext.trees import right_skewed, tree_from_distances
 
-        settling = self.model.settling if self.tree_readout == "links" else None
-        return distance_tree(words, states, levels=self.tree_levels, right_skew=right_skew, readout=self.tree_readout, settling=settling)
+        d = self.distances(words, states, self.tree_readout, self.tree_levels).tolist()
+        return tree_from_distances(list(words), right_skewed(d, right_skew) if right_skew else d)
 
     def readouts(self) -> dict[str, dict]:
-        """Every distance read-out of this model by name, as ``adjacent_distances`` options: cosine
+        """Every distance read-out of this model by name, as ``distances`` options: cosine
         (and, with a constituent prior, links) over all levels and at each level alone."""
         every = list(range(self.n_levels))
         levels = {"all levels": every, **{f"level {lvl}": [lvl] for lvl in every}}
         out = {f"cosine, {name}": dict(levels=lv) for name, lv in levels.items()}
         if self.model.config.consensus_prior != "none":
-            out |= {f"links, {name}": dict(levels=lv, readout="links", settling=self.model.settling) for name, lv in levels.items()}
+            out |= {f"links, {name}": dict(levels=lv, readout="links") for name, lv in levels.items()}
+            out["links top-down, all levels"] = dict(levels=every, readout="links_top_down")
         return out
 
     def trees(self, words: Sequence[str], states: torch.Tensor) -> dict:
