@@ -31,6 +31,10 @@ OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
 TREE_LEVELS="${TREE_LEVELS:-all}"
 TREE_READOUT="${TREE_READOUT:-$([ "$PRIOR" = none ] && echo cosine || echo links)}"  # a model without the prior has no links
 EVAL_ARGS=($([ "$TREE_LEVELS" = all ] || echo --tree-levels $TREE_LEVELS) --tree-readout "$TREE_READOUT" ${RIGHT_SKEW:+--right-skew $RIGHT_SKEW})
+HALVES="${HALVES:-dev test}"
+for half in $HALVES; do
+  case "$half" in dev|test) ;; *) echo "HALVES: '$half' is not a WSJ half (dev, test)" >&2; exit 2 ;; esac
+done
 mkdir -p "$OUT"
 train() {  # seed [extra args...]
   local seed=$1; shift
@@ -56,7 +60,6 @@ for seed in $SEEDS; do
   fi
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
-HALVES="${HALVES:-dev test}"
 for seed in $SEEDS; do  # the units (UD EWT dev) are scored once, with the dev half
   case " $HALVES " in *" dev "*)
     glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
