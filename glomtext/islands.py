@@ -423,6 +423,8 @@ def word_links(model, states: torch.Tensor, tokenizer=None, words: Sequence[str]
     settling, prior = model.settling, model.config.consensus_prior
     if prior == "none":
         raise ValueError("the links read-out needs a model trained with a constituent consensus_prior; this one has none")
+    if states.shape[0] < 2:  # no pair of words
+        return torch.zeros(model.config.num_levels, 0)
     p = next(settling.parameters())
     if prior != "constituent_front_end":
         z = states.permute(1, 0, 2)[:, None].to(p.device, p.dtype)  # (W, L, D) -> (L, 1, W, D)

@@ -243,6 +243,9 @@ def test_front_end_links_of_words_are_the_links_at_their_boundary_pieces():
     torch.testing.assert_close(word_links(model, torch.randn(6, 3, 32), tokenizer, words), links)  # states play no part
     with pytest.raises(TypeError, match="pass tokenizer= and words="):
         word_links(model, x)
+    for n in (0, 1):  # no pair of words: no links, and no tree to split
+        one = word_links(model, torch.randn(n, 3, 32), tokenizer, words[:n])
+        assert one.shape == (3, 0) and adjacent_distances(torch.randn(n, 3, 32), readout="links", links=one).numel() == 0
     with pytest.raises(ValueError, match="5 words but states for 6"):
         word_links(model, x, tokenizer, words[:5])
 
