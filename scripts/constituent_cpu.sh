@@ -68,17 +68,4 @@ for seed in $SEEDS; do  # the units (UD EWT dev) are scored once, with the dev h
     glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/seed$seed" --backbone none --no-progress "${EVAL_ARGS[@]}" \
       --output "$OUT/eval_test_seed$seed" > /dev/null ;; esac
 done
-python - "$OUT" "$HALVES" $SEEDS <<'PY'
-import json, statistics, sys
-out, halves, seeds = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
-for half in halves:
-    runs = [json.load(open(f"{out}/eval_{half}_seed{s}/results.json"))["constituency"] for s in seeds]
-    print(f"{half} half, {runs[0]['n_sentences']} sentences, seeds {' '.join(seeds)}:")
-    for name in ("glomtext", "glomtext_untrained", "glomtext_right_skew", "glomtext_untrained_right_skew",
-                 "right_branching", "balanced", "random"):
-        if name not in runs[0]["systems"]:
-            continue
-        f1 = [r["systems"][name]["sentence_f1"] for r in runs]
-        sd = statistics.stdev(f1) if len(f1) > 1 else 0.0
-        print(f"  {name:29s} sentence F1 {statistics.mean(f1):5.1f} +- {sd:.1f}   ({', '.join(f'{x:.1f}' for x in f1)})")
-PY
+python eval/seed_summary.py --out "$OUT" --halves $HALVES --runs $(for seed in $SEEDS; do echo "seed$seed"; done)

@@ -14,19 +14,7 @@ MINUTES="${MINUTES:-2.5}"
 RUNS="${RUNS:-A B C}"
 mkdir -p "$OUT"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-if [ ! -f "$OUT/corpus.txt" ]; then
-  python - "$OUT" <<'PY'
-import sys
-from glomtext.data import load_sentences, train_tokenizer
-out = sys.argv[1]
-ds, stats = load_sentences(corpus="nltk:brown,gutenberg,reuters,movie_reviews,abc,webtext,state_union,inaugural,masc_tagged,conll2000",
-                           exclude_treebank="nltk:treebank")
-print(stats.summary())
-with open(f"{out}/corpus.txt", "w") as f:
-    f.writelines(s + "\n" for s in ds["text"])
-train_tokenizer(ds["text"], vocab_size=8000, output_dir=f"{out}/tokenizer")
-PY
-fi
+[ -f "$OUT/corpus.txt" ] || python scripts/export_corpus.py "$OUT"
 COMMON=(--train_file "$OUT/corpus.txt" --tokenizer_name "$OUT/tokenizer" --preset base --per_device_train_batch_size 128
         --max_seq_length 64 --whole_word_mask --learning_rate 1e-3 --lr_scheduler_type constant_with_warmup
         --num_warmup_steps 200 --max_train_steps 100000 --max_train_minutes "$MINUTES" --mixed_precision bf16

@@ -367,3 +367,21 @@ def test_attachment_study_bad_arguments_are_one_clear_line(args, message, consti
     with pytest.raises(SystemExit):
         study["main"](["--model", str(constituent_dir / "missing"), "--treebank", "nltk:treebank"])
     assert "--model" in capsys.readouterr().err
+
+
+def test_seed_summary_mean_and_sd_by_hand(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "seed_summary.py"))
+    for run, f1 in (("W0", 30.0), ("W1", 32.0), ("W2", 34.0)):
+        systems = {"glomtext": {"sentence_f1": f1}, "right_branching": {"sentence_f1": 39.7}}
+        (tmp_path / f"eval_dev_{run}").mkdir()
+        (tmp_path / f"eval_dev_{run}" / "results.json").write_text(json.dumps({"constituency": {"n_sentences": 7, "systems": systems}}))
+    assert study["main"](["--out", str(tmp_path), "--halves", "dev", "--runs", "W0", "W1", "W2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "dev half, 7 sentences, runs W0 W1 W2:"
+    assert lines[1].split() == ["glomtext", "sentence", "F1", "32.0", "+-", "2.0", "(30.0,", "32.0,", "34.0)"]  # sd of 30, 32, 34
+    assert lines[2].split()[3:6] == ["39.7", "+-", "0.0"] and len(lines) == 3
+    with pytest.raises(SystemExit, match=r"eval_test_W0/results.json not found"):
+        study["main"](["--out", str(tmp_path), "--halves", "test", "--runs", "W0"])
