@@ -30,6 +30,9 @@ RIGHT_SKEW="${RIGHT_SKEW:-}"
 for arm in $ARMS; do
   case "$arm" in W|S) ;; *) echo "ARMS: unknown arm '$arm' (W: whole-word masking, S: span masking)" >&2; exit 2 ;; esac
 done
+for st in $STAGES; do
+  case "$st" in 1|2|3) ;; *) echo "STAGES: '$st' is not a stage (1: corpus, 2: training, 3: scores)" >&2; exit 2 ;; esac
+done
 for half in $HALVES; do
   case "$half" in dev|test) ;; *) echo "HALVES: '$half' is not a WSJ half (dev, test)" >&2; exit 2 ;; esac
 done
