@@ -42,6 +42,7 @@ if stage 1 && [ ! -f "$OUT/corpus.txt" ]; then
   python scripts/export_corpus.py "$OUT"
 fi
 if stage 2; then
+  declare -A pids=()
   for arm in $ARMS; do
     for seed in $SEEDS; do
       [ -f "$OUT/$arm$seed/model.safetensors" ] && continue
@@ -52,9 +53,14 @@ if stage 2; then
         --max_train_steps 100000 --max_train_minutes "$MIN" --mixed_precision "$PRECISION" --logging_steps 50 \
         --validation_sentences 2000 --preprocessing_num_workers 2 --report_to none --seed "$seed" \
         --overwrite_output_dir > "$OUT/$arm$seed.log" 2>&1 &
+      pids[$arm$seed]=$!
     done
   done
-  wait
+  failed=0
+  for run in "${!pids[@]}"; do  # a failed run is named, with its log, before anything is scored
+    wait "${pids[$run]}" || { echo "run $run failed: see $OUT/$run.log" >&2; failed=1; }
+  done
+  [ "$failed" = 0 ] || exit 1
 fi
 stage 3 || exit 0
 # each read-out scores into its own folders: eval_{half}_[{readout}_][rs{B}_]{run}
