@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from nltk import Tree
 
-from glomtext.trees import right_skewed, to_ptb, tree_from_distances
+from glomtext.trees import merge_distances, right_skewed, to_ptb, tree_from_distances
 from glomtext.words import pool_to_words
 
 METHODS = ("average", "complete", "single")
@@ -85,7 +85,7 @@ DEFAULT_THRESHOLD = 0.9
 MAX_WORDS = 2048
 GPU_READOUT_BATCH_SIZE = 1024  # sentences per island grouping in extract_islands on a GPU (several forward batches)
 _BATCH_CELLS = 1 << 21  # sentences x longest^2 per clustering batch (short ones are not padded to a long one)
-READOUTS = ("cosine", "islands", "links", "links_top_down")
+READOUTS = ("cosine", "islands", "links", "links_top_down", "links_average")
 LINK_THRESHOLD = 0.8  # links_top_down: a pair is split at a level where its link is below this (Tree Transformer's parse)
 
 
@@ -381,6 +381,9 @@ def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels:
         link at the highest level where some link of the span is below LINK_THRESHOLD, else at level 0. As
         distances: the number of levels at which the pair's link is below the threshold, plus 1 - its link
         at the highest of them (at level 0 if none), so the greedy split reproduces that parse.
+    readout="links_average": the same links as the constituent prior they make (C_ij = the product of the links
+        between words i and j, averaged over the levels), merged bottom-up: adjacent segments whose words have the
+        highest mean C between them first (``glomtext.trees.merge_distances``; as distances: the merge steps).
     levels: only use these levels (default: all).
     """
     if readout not in READOUTS:
@@ -402,6 +405,12 @@ def adjacent_distances(states: torch.Tensor, *, readout: str = "cosine", levels:
         chosen = links[level_idx].float()  # (L', W-1), non-decreasing along the levels
         if readout == "links":
             return 1 - chosen.mean(0)  # (W-1,)
+        if readout == "links_average":
+            from glomtext.modeling_glomtext import constituent_prior
+
+            W = states.shape[0]
+            prior = constituent_prior(chosen[:, None].double(), torch.arange(W).expand(1, 1, W, W))  # (L', 1, W, W)
+            return torch.tensor(merge_distances(prior.mean((0, 1))))  # (W-1,)
         split = (chosen < LINK_THRESHOLD).sum(0)  # (W-1,) the levels at which the pair is split: the lowest ones
         return split + 1 - chosen.gather(0, (split - 1).clamp(min=0)[None])[0]  # (W-1,)
     islands = find_islands(states, **island_options)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+import torch.nn.functional as F
 from nltk import Tree
 
 
@@ -34,6 +36,35 @@ def tree_from_distances(words: Sequence[str], distances: Sequence[float], label:
 
     t = build(0, len(words))
     return t if isinstance(t, Tree) else Tree(label, [t])
+
+
+def merge_distances(similarity) -> list[float]:
+    """Adjacent distances that encode an average-linkage clustering of adjacent segments.
+
+    ``similarity`` is a (W, W) array (torch tensor or nested lists) of how much words i and j belong
+    together. Starting from single words, the adjacent pair of segments whose words are most similar
+    on average (the mean of ``similarity`` over the block between them) is merged, until one segment
+    is left. The distance between words k and k + 1 is the step at which their boundary was merged
+    (1 = first), so ``tree_from_distances`` rebuilds exactly the merge tree. Ties go to the pair
+    that makes the smaller segment, then to the one nearer the middle of the sentence (no
+    branching-direction preference), then to the earlier one.
+    """
+    sim = torch.as_tensor(similarity, dtype=torch.float64)
+    W = sim.shape[0]
+    if sim.shape != (W, W):
+        raise ValueError(f"similarity must be a square (W, W) matrix, got shape {tuple(sim.shape)}")
+    P = F.pad(sim.cumsum(0).cumsum(1), (1, 0, 1, 0)).tolist()  # (W+1, W+1) 2-D prefix sums
+
+    def linkage(a: int, b: int, c: int) -> float:  # mean of sim[a:b, b:c]
+        return (P[b][c] - P[a][c] - P[b][b] + P[a][b]) / ((b - a) * (c - b))
+
+    starts, order = list(range(W + 1)), [0.0] * max(W - 1, 0)  # segment k is words[starts[k]:starts[k + 1]]
+    for step in range(1, W):
+        k = max(range(len(starts) - 2), key=lambda k: (linkage(*starts[k : k + 3]), starts[k] - starts[k + 2],
+                                                         -abs(starts[k + 1] - W / 2), -k))
+        order[starts[k + 1] - 1] = float(step)
+        del starts[k + 1]
+    return order
 
 
 def right_skewed(distances: Sequence[float], bias: float) -> list[float]:

@@ -10,7 +10,8 @@
 #   HALVES="dev test" (default) the WSJ halves to score; HALVES=dev for a screen that must not see the test half
 #   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
 #   TRAIN_ARGS="--torch_compile" (default) pretraining flags (e.g. --span_mask, --prefix_lm_prob 0.5, --backbone all-MiniLM-L6-v2; "" for eager)
-#   TREE_READOUT=links (default with a prior: 1 - its neighbour links; links_top_down: Tree Transformer's parse of them; cosine: 1 - cosine
+#   TREE_READOUT=links (default with a prior: 1 - its neighbour links; links_top_down: Tree Transformer's parse of them; links_average:
+#   their prior merged bottom-up by average linkage; cosine: 1 - cosine
 #   of the level vectors, the default for PRIOR=none), TREE_LEVELS=all (default: the mean over all levels; or levels, e.g. 0): both chosen on the dev half
 #   RIGHT_SKEW=B also scores the trees with the right-skew bias B (separate rows: a branching-direction prior)
 #   TOKENIZER=DIR reuses a tokenizer; by default the first run trains one (8k WordPiece on its corpus)

@@ -258,7 +258,7 @@ def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir
     assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["readout"] for r in rows] == [f"{kind}, {name}" for kind in ("cosine", "links") for name in ("all levels", "level 0", "level 1")] + [
-        "links top-down, all levels"]
+        "links top-down, all levels", "links average-linkage, all levels"]
     trees, log = read_ptb("nltk:treebank", 8)
     golds = prepare_golds(trees, log)
     glom = GlomText(str(constituent_dir))
@@ -277,7 +277,8 @@ def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir
     assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--right-skew", "1e6"]) == 0
     skewed = [r for line in capsys.readouterr().out.splitlines() if "right-skew" in (r := json.loads(line))["readout"]]
     assert [r["readout"] for r in skewed] == [f"{kind}, {name}, right-skew 1e+06" for kind in ("cosine", "links")
-                                              for name in ("all levels", "level 0", "level 1")] + ["links top-down, all levels, right-skew 1e+06"]
+                                              for name in ("all levels", "level 0", "level 1")] + [
+                                                  f"links {kind}, all levels, right-skew 1e+06" for kind in ("top-down", "average-linkage")]
     direct = ConstituencyScorer()
     for g in golds:
         direct.add(g, right_branching(g.words))
@@ -327,7 +328,8 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
     assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["readout"] for r in rows] == ["always right (right-branching)"] + [
-        f"{kind}, {name}" for kind in ("cosine", "links") for name in ("all levels", "level 0", "level 1")] + ["links top-down, all levels"]
+        f"{kind}, {name}" for kind in ("cosine", "links") for name in ("all levels", "level 0", "level 1")] + [
+        "links top-down, all levels", "links average-linkage, all levels"]
     golds = prepare_golds(*read_ptb("nltk:treebank", 8))
     sides = [study["gold_sides"](sorted(g.spans), len(g.words)) for g in golds]
     decided = [s for ss in sides for s in ss if s]
@@ -340,7 +342,7 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
         for i in range(1, len(s) - 1):
             if s[i]:
                 hits += 0.5 if link[i - 1] == link[i] else float((1 if link[i] > link[i - 1] else -1) == s[i])
-    assert rows[-2]["all"] == round(100 * hits / len(decided), 1)  # "links, level 1"
+    assert rows[-3]["all"] == round(100 * hits / len(decided), 1)  # "links, level 1"
     # --before: the verbs by the word before them; the counts add up to the verbs with a side
     assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--before", "VB"]) == 0
     split = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -3,6 +3,7 @@
 from collections import Counter
 
 import pytest
+import torch
 from nltk import Tree
 
 from glomtext.evaluation.constituency import (
@@ -17,7 +18,7 @@ from glomtext.evaluation.constituency import (
 )
 from glomtext.evaluation.readers import PTBTree, ReadLog, read_ptb
 from glomtext.islands import Island
-from glomtext.trees import left_branching, right_branching, right_skewed, tree_from_distances
+from glomtext.trees import left_branching, merge_distances, right_branching, right_skewed, to_ptb, tree_from_distances
 
 CAT = "(S (NP-SBJ (DT The) (NN cat)) (, ,) (VP (VBD sat) (PP-LOC (IN on) (NP (DT the) (NN mat)))) (. .))"
 # $ and the empty elements go; NP($ 5 *U*) shrinks to one word; S and VP over "to fix" are a unary chain
@@ -92,6 +93,18 @@ def test_right_skew_bias_by_hand():
     assert tree_from_distances(words, left_leaning) == left_branching(words)
     assert tree_from_distances(words, right_skewed(left_leaning, 10.0)) == right_branching(words)
     assert tree_from_distances(words, right_skewed([0.0] * 4, 10.0)) == tree_from_distances(words, [0.0] * 4)  # no scale: no bias
+
+
+def test_merge_distances_average_linkage_by_hand():
+    # a-b merge first (0.9); then ab|c has mean (0.1 + 0.2) / 2 = 0.15 against c|d's 0.8; ab|cd last
+    sim = [[1.0, 0.9, 0.1, 0.1], [0.9, 1.0, 0.2, 0.1], [0.1, 0.2, 1.0, 0.8], [0.1, 0.1, 0.8, 1.0]]
+    assert merge_distances(sim) == [1.0, 3.0, 2.0]
+    assert to_ptb(tree_from_distances(list("abcd"), merge_distances(sim))) == "(X (X a b) (X c d))"
+    # all ties: the smallest merge, nearest the middle, first (b-c), then d-e (size 2), then a-bc (3 beats 4)
+    assert merge_distances(torch.ones(5, 5)) == [3.0, 1.0, 4.0, 2.0]
+    assert merge_distances([[1.0]]) == [] and merge_distances(torch.ones(0, 0)) == []
+    with pytest.raises(ValueError, match=r"square \(W, W\) matrix, got shape \(2, 3\)"):
+        merge_distances(torch.ones(2, 3))
 
 
 def test_scorer_by_hand_right_branching():

@@ -225,6 +225,20 @@ def test_links_top_down_is_tree_transformers_parse_worked_out_by_hand():
                                torch.tensor([3.0, 0.1, 2.5, 0.05]))
 
 
+def test_links_average_merges_by_the_mean_prior_worked_out_by_hand():
+    """Prior averaged over the two levels: C_ab = (0 + .9) / 2 = .45, C_bc = .7, C_cd = .5, C_ac = (0 + .81) / 2 = .405,
+    C_bd = (.25 + .45) / 2 = .35. b-c merge first; then a|bc has mean (.45 + .405) / 2 = .4275 against bc|d's
+    (.35 + .5) / 2 = .425, so a joins first, unlike the links read-out, which splits a off first (1 - mean link .55)."""
+    links = torch.tensor([[0.0, 0.5, 0.5], [0.9, 0.9, 0.5]])  # (L=2, W-1=3)
+    x = torch.zeros(4, 2, 8)
+    torch.testing.assert_close(adjacent_distances(x, readout="links_average", links=links), torch.tensor([2.0, 1.0, 3.0]))
+    assert ptb(distance_tree(list("abcd"), x, readout="links_average", links=links)) == "(X (X a (X b c)) d)"
+    assert ptb(distance_tree(list("abcd"), x, readout="links", links=links)) == "(X a (X (X b c) d))"
+    # level 1 alone: a-b and b-c tie at .9, and b-c, nearer the middle, merges first; then a|bc, (.9 + .81) / 2 = .855,
+    # beats bc|d, (.45 + .5) / 2 = .475
+    torch.testing.assert_close(adjacent_distances(x, readout="links_average", links=links, levels=[1]), torch.tensor([2.0, 1.0, 3.0]))
+
+
 def test_front_end_links_of_words_are_the_links_at_their_boundary_pieces():
     """"constituent_front_end" links depend on the pieces only: the link of two words is the link between
     the last piece of the first and the first piece of the second, whatever the states."""

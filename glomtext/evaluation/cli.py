@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tree-readout", choices=READOUTS, default="cosine",
                    help="adjacent distances of the model's trees: 1 - cosine of the word states (default), island changes, "
                         "1 - the neighbour links of a model with a constituent consensus_prior (links), "
-                        "or Tree Transformer's top-down parse of those links (links_top_down)")
+                        "Tree Transformer's top-down parse of those links (links_top_down), "
+                        "or their constituent prior merged bottom-up by average linkage (links_average)")
     p.add_argument("--right-skew", type=float, metavar="BIAS",
                    help="also score the model's trees with the right-skew bias of Kim et al. (2020) added to the distances, "
                         "as separate rows (a branching-direction prior; the default rows stay unbiased)")

@@ -117,6 +117,7 @@ class GlomText:
         if self.model.config.consensus_prior != "none":
             out |= {f"links, {name}": dict(levels=lv, readout="links") for name, lv in levels.items()}
             out["links top-down, all levels"] = dict(levels=every, readout="links_top_down")
+            out["links average-linkage, all levels"] = dict(levels=every, readout="links_average")
         return out
 
     def trees(self, words: Sequence[str], states: torch.Tensor) -> dict:
