@@ -4,7 +4,8 @@ For each level alone, and for the mean over all levels, the adjacent-word distan
 with the Kim et al. protocol; optionally at several iteration counts. For models trained with a
 constituent `consensus_prior` the same is done with the model's neighbour links as distances
 (1 - link, `glomtext.islands.word_links`: from the word states, or for `constituent_front_end` from the word pieces;
-`glomtext eval --tree-readout links`). `--right-skew B [B ...]` also scores every
+`glomtext eval --tree-readout links`), and over all levels with Tree Transformer's top-down parse of the links
+(`links_top_down`) and their constituent prior merged bottom-up (`links_average`). `--right-skew B [B ...]` also scores every
 read-out with the right-skew bias of Kim et al. (2020) (a branching-direction prior, for
 the separately labelled rows of `glomtext eval --right-skew`). `--with-punctuation` is a diagnostic,
 not the protocol: the model reads each sentence with its punctuation tokens, and the distance between
