@@ -12,7 +12,9 @@
 #   2. the runs, OUT/W0, OUT/S0, ... (a CUDA GPU at the default sizes; a finished run is not trained again)
 #   3. the scores, OUT/eval_{half}_{run}, and their mean +- sd per arm (CPU is fine)
 # STAGES="1 2 3" (default) picks the stages to run, e.g. STAGES=2 on the GPU machine and STAGES=3 back on a CPU.
-# TREE_READOUT=links (default; or links_top_down, cosine) and RIGHT_SKEW=B (a labelled branching prior, separate rows) for stage 3.
+# Variants for stage 2: STEPS=N also stops each run after N steps; OVERRIDES=k=v,... more config overrides (e.g.
+# attention_reach=full); TRAIN_ARGS="..." more pretraining flags (e.g. --mlm_probability 0.3).
+# TREE_READOUT=links (default; or links_top_down, links_average, cosine) and RIGHT_SKEW=B (a labelled branching prior, separate rows) for stage 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GLOMTEXT_DATA="${GLOMTEXT_DATA:-$(cd .. && pwd)/shared/data}"
@@ -27,6 +29,9 @@ HALVES="${HALVES:-dev}"
 STAGES="${STAGES:-1 2 3}"
 TREE_READOUT="${TREE_READOUT:-links}"
 RIGHT_SKEW="${RIGHT_SKEW:-}"
+STEPS="${STEPS:-100000}"
+OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
+TRAIN_ARGS="${TRAIN_ARGS:-}"
 for arm in $ARMS; do
   case "$arm" in W|S) ;; *) echo "ARMS: unknown arm '$arm' (W: whole-word masking, S: span masking)" >&2; exit 2 ;; esac
 done
@@ -47,12 +52,12 @@ if stage 2; then
     for seed in $SEEDS; do
       [ -f "$OUT/$arm$seed/model.safetensors" ] && continue
       python -m glomtext.pretrain --output_dir "$OUT/$arm$seed" --train_file "$OUT/corpus.txt" --tokenizer_name "$OUT/tokenizer" \
-        --preset small --config_overrides consensus_prior=constituent_learned,island_loss_weight=0 \
+        --preset small --config_overrides "consensus_prior=constituent_learned,island_loss_weight=0$OVERRIDES" \
         $([ "$arm" = S ] && echo --span_mask || echo --whole_word_mask) --per_device_train_batch_size "$BATCH" \
         --max_seq_length 64 --learning_rate 1e-3 --lr_scheduler_type constant_with_warmup --num_warmup_steps 200 \
-        --max_train_steps 100000 --max_train_minutes "$MIN" --mixed_precision "$PRECISION" --logging_steps 50 \
+        --max_train_steps "$STEPS" --max_train_minutes "$MIN" --mixed_precision "$PRECISION" --logging_steps 50 \
         --validation_sentences 2000 --preprocessing_num_workers 2 --report_to none --seed "$seed" \
-        --overwrite_output_dir > "$OUT/$arm$seed.log" 2>&1 &
+        --overwrite_output_dir $TRAIN_ARGS > "$OUT/$arm$seed.log" 2>&1 &
       pids[$arm$seed]=$!
     done
   done
