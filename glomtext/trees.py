@@ -50,9 +50,9 @@ def merge_distances(similarity) -> list[float]:
     branching-direction preference), then to the earlier one.
     """
     sim = torch.as_tensor(similarity, dtype=torch.float64)
-    W = sim.shape[0]
-    if sim.shape != (W, W):
+    if sim.ndim != 2 or sim.shape[0] != sim.shape[1]:
         raise ValueError(f"similarity must be a square (W, W) matrix, got shape {tuple(sim.shape)}")
+    W = sim.shape[0]
     P = F.pad(sim.cumsum(0).cumsum(1), (1, 0, 1, 0)).tolist()  # (W+1, W+1) 2-D prefix sums
 
     def linkage(a: int, b: int, c: int) -> float:  # mean of sim[a:b, b:c]

@@ -105,6 +105,8 @@ def test_merge_distances_average_linkage_by_hand():
     assert merge_distances([[1.0]]) == [] and merge_distances(torch.ones(0, 0)) == []
     with pytest.raises(ValueError, match=r"square \(W, W\) matrix, got shape \(2, 3\)"):
         merge_distances(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"got shape \(3,\)"):
+        merge_distances([1.0, 2.0, 3.0])
 
 
 def test_scorer_by_hand_right_branching():
