@@ -9,9 +9,12 @@ words whose sides agree; 50% is chance, and "always right" is the right-branchin
 Reported over all words and per part-of-speech group (tags by their first two letters: NN holds NN,
 NNS, NNP, NNPS), for each level alone and all levels, with cosine distances and (constituent prior)
 the neighbour links. `--before VB` splits the words of one group by the group of the word before them
-(verbs after a noun, after a modal, ...):
+(verbs after a noun, after a modal, ...). With several models (seeds of one recipe), each read-out also
+gets an agreement row: the share of words that every model puts on the same side, and the side
+accuracy on those words; it tells a systematic error (all seeds agree, wrongly) from a seed lottery:
 
     python eval/attachment_study.py --model runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
+    python eval/attachment_study.py --model runs/x/seed0 runs/x/seed1 runs/x/seed2
 """
 
 from __future__ import annotations
@@ -71,6 +74,28 @@ class SideScore:
         return {k: round(100 * self.hits[k] / self.total[k], 1) for k in ("all", *groups) if self.total[k]}
 
 
+class AgreementScore:
+    """Over several models: the share of words with a gold side that all models put on one side (no
+    tie), and the side accuracy on those words, over all words and per group."""
+
+    def __init__(self):
+        self.agreed, self.hits, self.total = Counter(), Counter(), Counter()
+
+    def add(self, groups: Sequence[str | None], gold: Sequence[int], preds: Sequence[Sequence[float]]) -> None:
+        for group, g, *votes in zip(groups, gold, *preds):
+            if g:
+                agreed = votes[0] != 0 and len(set(votes)) == 1
+                for key in ("all", group) if group else ("all",):
+                    self.total[key] += 1
+                    self.agreed[key] += agreed
+                    self.hits[key] += agreed and votes[0] == g
+
+    def row(self, groups: Sequence[str] = GROUPS) -> dict:
+        keys = [k for k in ("all", *groups) if self.total[k]]
+        return {"all agree": {k: round(100 * self.agreed[k] / self.total[k], 1) for k in keys},
+                "side accuracy when all agree": {k: round(100 * self.hits[k] / self.agreed[k], 1) for k in keys if self.agreed[k]}}
+
+
 def word_groups(tags: Sequence[str], before: str | None = None) -> list[str | None]:
     """Each word's group (its tag's first two letters); with ``before``, only the words of that group
     are grouped, by the group of the word before them ("after NN"; the first word: "first")."""
@@ -82,7 +107,7 @@ def word_groups(tags: Sequence[str], before: str | None = None) -> list[str | No
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, nargs="+", help="one model, or several (seeds) for agreement rows too")
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=positive_int, default=500)
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
@@ -97,19 +122,31 @@ def main(argv: list[str] | None = None) -> int:
     if not shown:
         p.error(f"--before {args.before}: no word of that group in {args.treebank} (groups are a tag's first two letters, e.g. VB)")
     sides = [gold_sides(sorted(g.spans), len(g.words)) for g in golds]
-    try:
-        glom = GlomText(args.model)
-    except (ValueError, OSError) as e:
-        p.error(f"--model {args.model}: {e}")
-    glom = glom.untrained(0) if args.untrained else glom
-    states = glom.states([g.words for g in golds])
-    readouts = {"always right (right-branching)": None, **glom.readouts()}
-    for name, options in readouts.items():
-        score = SideScore()
-        for grp, g, s, gold in zip(groups, sides, states, golds):
-            score.add(grp, g, [1] * len(g) if options is None else model_sides(glom.distances(gold.words, s, **options).tolist()))
-        print(json.dumps({"readout": name, "words": score.total["all"], **score.row(shown),
-                          **({f"n {k}": score.total[k] for k in shown if score.total[k]} if args.before else {})}))
+    several = len(args.model) > 1
+    preds = {}  # read-out name -> one list of per-sentence sides per model
+    gloms = []
+    for model in args.model:
+        try:
+            gloms.append(GlomText(model).untrained(0) if args.untrained else GlomText(model))
+        except (ValueError, OSError) as e:
+            p.error(f"--model {model}: {e}")
+    for i, (model, glom) in enumerate(zip(args.model, gloms)):
+        states = glom.states([g.words for g in golds])
+        baseline = {} if i else {"always right (right-branching)": None}
+        for name, options in {**baseline, **glom.readouts()}.items():
+            score, model_preds = SideScore(), []
+            for grp, g, s, gold in zip(groups, sides, states, golds):
+                model_preds.append([1] * len(g) if options is None else model_sides(glom.distances(gold.words, s, **options).tolist()))
+                score.add(grp, g, model_preds[-1])
+            preds.setdefault(name, []).append(model_preds)
+            print(json.dumps({**({"model": model} if several else {}), "readout": name, "words": score.total["all"], **score.row(shown),
+                              **({f"n {k}": score.total[k] for k in shown if score.total[k]} if args.before else {})}))
+    for name, per_model in preds.items() if several else ():
+        if len(per_model) == len(args.model):
+            agreement = AgreementScore()
+            for grp, g, *votes in zip(groups, sides, *per_model):
+                agreement.add(grp, g, votes)
+            print(json.dumps({"readout": name, "models": len(args.model), **agreement.row(shown)}))
     return 0
 
 

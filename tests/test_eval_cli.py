@@ -315,6 +315,12 @@ def test_attachment_study_sides_by_hand():
     score = study["SideScore"]()
     score.add(study["word_groups"](tags, before="VB"), [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
     assert score.row(["after NN"]) == {"all": 62.5, "after NN": 0.0}
+    # three models: "cat" all agree and right, "sat" all agree and wrong, "on" one tie, "the" split
+    agreement = study["AgreementScore"]()
+    agreement.add(study["word_groups"](tags), [0, -1, 1, 1, 1, 0],
+                  [[0, -1, -1, 1, 1, 0], [0, -1, -1, 0, -1, 0], [0, -1, -1, 1, 1, 0]])
+    assert agreement.row() == {"all agree": {"all": 50.0, "DT": 0.0, "IN": 0.0, "NN": 100.0, "VB": 100.0},
+                               "side accuracy when all agree": {"all": 50.0, "NN": 100.0, "VB": 0.0}}
 
 
 def test_attachment_study_scores_every_readout_against_the_gold_sides(constituent_dir, capsys):
@@ -350,6 +356,22 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
     counts = {k: v for k, v in split[0].items() if k.startswith("n after")}
     assert sum(counts.values()) == verbs > 0 and "n after NN" in counts
     assert split[1]["all"] == rows[1]["all"] and "DT" not in split[1]
+    # the same model twice: every decided side is agreed on, and the agreed accuracy is that of the decided words
+    assert study["main"](["--model", str(constituent_dir), str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8"]) == 0
+    twice = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(twice) == 3 * len(rows) - 2 and twice[1] == {"model": str(constituent_dir), **rows[1]}
+    agreed = {r["readout"]: r for r in twice if "models" in r}
+    assert list(agreed) == [r["readout"] for r in rows[1:]] and {r["models"] for r in agreed.values()} == {2}
+    ties, hits = 0, 0.0
+    for s, states in zip(sides, glom.states([g.words for g in golds])):
+        link = word_links(glom.model, states)[1].tolist()
+        for i in range(1, len(s) - 1):
+            if s[i]:
+                ties += link[i - 1] == link[i]
+                hits += link[i - 1] != link[i] and (1 if link[i] > link[i - 1] else -1) == s[i]
+    level1 = agreed["links, level 1"]
+    assert level1["all agree"]["all"] == round(100 * (len(decided) - ties) / len(decided), 1)
+    assert level1["side accuracy when all agree"]["all"] == round(100 * hits / (len(decided) - ties), 1)
 
 
 @pytest.mark.parametrize("args, message", [
