@@ -9,7 +9,8 @@ words whose sides agree; 50% is chance, and "always right" is the right-branchin
 Reported over all words and per part-of-speech group (tags by their first two letters: NN holds NN,
 NNS, NNP, NNPS), for each level alone and all levels, with cosine distances and (constituent prior)
 the neighbour links. `--before VB` splits the words of one group by the group of the word before them
-(verbs after a noun, after a modal, ...). With several models (seeds of one recipe), each read-out also
+(verbs after a noun, after a modal, ...), `--after VB` by the group of the word after them (verbs before
+a determiner, before a pronoun, ...), `--by-tag VB` by their own full tag (VBD, VBZ, VBN, ...). With several models (seeds of one recipe), each read-out also
 gets an agreement row: the share of words that every model puts on the same side, and the side
 accuracy on those words; it tells a systematic error (all seeds agree, wrongly) from a seed lottery:
 
@@ -96,13 +97,21 @@ class AgreementScore:
                 "side accuracy when all agree": {k: round(100 * self.hits[k] / self.agreed[k], 1) for k in keys if self.agreed[k]}}
 
 
-def word_groups(tags: Sequence[str], before: str | None = None) -> list[str | None]:
+def word_groups(tags: Sequence[str], before: str | None = None, after: str | None = None,
+                by_tag: str | None = None) -> list[str | None]:
     """Each word's group (its tag's first two letters); with ``before``, only the words of that group
-    are grouped, by the group of the word before them ("after NN"; the first word: "first")."""
+    are grouped, by the group of the word before them ("after NN"; the first word: "first"); with
+    ``after``, by the group of the word after them ("before DT"; the last word: "last"); with ``by_tag``,
+    by their own full tag (VBD, VBZ, ...)."""
     groups = [t[:2] for t in tags]
-    if before is None:
-        return groups
-    return [(f"after {groups[i - 1]}" if i else "first") if g == before else None for i, g in enumerate(groups)]
+    if by_tag is not None:
+        return [t if g == by_tag else None for t, g in zip(tags, groups)]
+    if before is not None:
+        return [(f"after {groups[i - 1]}" if i else "first") if g == before else None for i, g in enumerate(groups)]
+    if after is not None:
+        n = len(groups)
+        return [(f"before {groups[i + 1]}" if i + 1 < n else "last") if g == after else None for i, g in enumerate(groups)]
+    return groups
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,16 +120,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=positive_int, default=500)
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
-    p.add_argument("--before", metavar="GROUP", help="split this group's words by the group of the word before them (e.g. VB)")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--before", metavar="GROUP", help="split this group's words by the group of the word before them (e.g. VB)")
+    split.add_argument("--after", metavar="GROUP", help="split this group's words by the group of the word after them (e.g. VB)")
+    split.add_argument("--by-tag", metavar="GROUP", help="split this group's words by their full tag (e.g. VB: VBD, VBZ, ...)")
     args = p.parse_args(argv)
+    chosen = args.before or args.after or args.by_tag
     try:
         golds = prepare_golds(*read_ptb(args.treebank, max_sentences=args.max_sentences))
     except (ReadError, ValueError, FileNotFoundError) as e:
         p.error(f"--treebank {args.treebank}: {e}")
-    groups = [word_groups([t for _, t in g.tree.pos()], args.before) for g in golds]
-    shown = GROUPS if args.before is None else sorted({x for gs in groups for x in gs if x}, key=lambda x: (x != "first", x))
+    groups = [word_groups([t for _, t in g.tree.pos()], args.before, args.after, args.by_tag) for g in golds]
+    shown = GROUPS if chosen is None else sorted({x for gs in groups for x in gs if x}, key=lambda x: (x not in ("first", "last"), x))
     if not shown:
-        p.error(f"--before {args.before}: no word of that group in {args.treebank} (groups are a tag's first two letters, e.g. VB)")
+        option = "--before" if args.before else "--after" if args.after else "--by-tag"
+        p.error(f"{option} {chosen}: no word of that group in {args.treebank} (groups are a tag's first two letters, e.g. VB)")
     sides = [gold_sides(sorted(g.spans), len(g.words)) for g in golds]
     several = len(args.model) > 1
     preds = {}  # read-out name -> one list of per-sentence sides per model
@@ -140,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 score.add(grp, g, model_preds[-1])
             preds.setdefault(name, []).append(model_preds)
             print(json.dumps({**({"model": model} if several else {}), "readout": name, "words": score.total["all"], **score.row(shown),
-                              **({f"n {k}": score.total[k] for k in shown if score.total[k]} if args.before else {})}))
+                              **({f"n {k}": score.total[k] for k in shown if score.total[k]} if chosen else {})}))
     for name, per_model in preds.items() if several else ():
         if len(per_model) == len(args.model):
             agreement = AgreementScore()

@@ -9,7 +9,8 @@ from transformers import PretrainedConfig
 
 ATTENTION_REACH = ("full", "local", "local_sparse")
 TOP_DOWN_POSITION = ("absolute", "island")
-CONSENSUS_PRIOR = ("none", "constituent", "constituent_learned", "constituent_front_end")
+CONSENSUS_PRIOR = ("none", "constituent", "constituent_learned", "constituent_front_end", "dependency")
+LINK_MEANS = ("geometric", "arithmetic")
 CONTRIBUTIONS = ("previous", "bottom_up", "top_down", "consensus")
 
 
@@ -48,6 +49,13 @@ class GlomTextConfig(PretrainedConfig):
             "constituent_front_end": the choice made once per sentence from the front end alone (two
             convolutions over it, then per-level query and key projections, as StructFormer's parser reads
             the non-contextual embeddings), so it depends on the nearby word pieces, not on the settling.
+            "dependency": StructFormer's dependency-constrained attention instead (Shen et al. 2021): the same
+            convolutions give syntactic distances and heights, hence each column's parent distribution, and
+            column i attends to j in proportion to sigmoid(beta <z_i, z_j>) times w_l p(j parent of i) +
+            (1 - w_l) p(j child of i) (w_l learned per level); trees are read from the distances.
+        link_mean: how the constituent priors link two neighbours from their choices: "geometric" (Tree
+            Transformer's sqrt(p(i -> i+1) p(i+1 -> i)): both must choose each other) or "arithmetic" (the
+            average: either choice half-links them, so a word can join a determiner that chooses its noun).
     Reach (GLOM.md 4), chosen by `attention_reach`:
         "full": every level sees every column;
         "local": level l (0-based) sees columns within reach_window * 2**l;
@@ -87,6 +95,7 @@ class GlomTextConfig(PretrainedConfig):
         learn_beta: bool = True,
         consensus_self_weight: float = 0.0,
         consensus_prior: str = "none",
+        link_mean: str = "geometric",
         attention_reach: str = "local_sparse",
         reach_window: int = 2,
         reach_sparse_keys: int = 8,
@@ -119,6 +128,7 @@ class GlomTextConfig(PretrainedConfig):
         self.learn_beta = learn_beta
         self.consensus_self_weight = consensus_self_weight
         self.consensus_prior = consensus_prior
+        self.link_mean = link_mean
         self.attention_reach = attention_reach
         self.reach_window = reach_window
         self.reach_sparse_keys = reach_sparse_keys
@@ -153,6 +163,7 @@ class GlomTextConfig(PretrainedConfig):
              f"top_down_position must be one of {TOP_DOWN_POSITION}, got {self.top_down_position!r}")
         need(self.consensus_prior in CONSENSUS_PRIOR,
              f"consensus_prior must be one of {CONSENSUS_PRIOR}, got {self.consensus_prior!r}")
+        need(self.link_mean in LINK_MEANS, f"link_mean must be one of {LINK_MEANS}, got {self.link_mean!r}")
         need(self.attention_reach in ATTENTION_REACH,
              f"attention_reach must be one of {ATTENTION_REACH}, got {self.attention_reach!r}")
         need(isinstance(self.reach_window, int) and self.reach_window >= 1, f"reach_window must be an integer >= 1, got {self.reach_window!r}")

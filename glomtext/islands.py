@@ -424,7 +424,7 @@ def word_links(model, states: torch.Tensor, tokenizer=None, words: Sequence[str]
     GlomTextForMaskedLM) with a constituent ``consensus_prior``.
 
     "constituent" and "constituent_learned" links are computed from the (W, L, D) word states.
-    "constituent_front_end" links depend only on the word pieces, so they need the ``tokenizer`` and the
+    "constituent_front_end" and "dependency" links depend only on the word pieces, so they need the ``tokenizer`` and the
     ``words`` (as the model read them): the link of two words is the model's link between the last piece of
     the first and the first piece of the second (the product of the links in between, if any).
     """
@@ -435,11 +435,11 @@ def word_links(model, states: torch.Tensor, tokenizer=None, words: Sequence[str]
     if states.shape[0] < 2:  # no pair of words
         return torch.zeros(model.config.num_levels, 0)
     p = next(settling.parameters())
-    if prior != "constituent_front_end":
+    if prior in ("constituent", "constituent_learned"):
         z = states.permute(1, 0, 2)[:, None].to(p.device, p.dtype)  # (W, L, D) -> (L, 1, W, D)
         return settling.links(z, torch.ones(1, states.shape[0], dtype=torch.bool, device=p.device))[:, 0].cpu()  # (L, W-1)
     if tokenizer is None or words is None:
-        raise TypeError("the links of a 'constituent_front_end' model are read from its word pieces: pass tokenizer= and words=")
+        raise TypeError(f"the links of a {prior!r} model are read from its word pieces: pass tokenizer= and words=")
     if len(words) != states.shape[0]:
         raise ValueError(f"{len(words)} words but states for {states.shape[0]}")
     enc = tokenizer(list(words), is_split_into_words=True, return_tensors="pt", verbose=False)

@@ -235,14 +235,18 @@ class Neighbourhood:
 # Transformer's constituent attention (Wang et al. 2019) with query = key = the level embedding, or learned projections
 # of it, or of convolutions over the front end (StructFormer's parser, Shen et al. 2021)
 
+FRONT_END_PRIORS = ("constituent_front_end", "dependency")  # priors computed once per sentence from the front end
 LINK_CONV_WIDTH = 3  # kernel of the front-end link convolutions (two layers: each column's feature reads 5 pieces)
 
 
-def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor,
+                    mean: str = "geometric") -> torch.Tensor:
     """How strongly each pair of adjacent columns is linked, per level, non-decreasing with level.
 
     Every column chooses between its left and right neighbour, softmax(beta <q_i, k_i±1>); the link
-    of columns i and i+1 at level l is a_i = sqrt(p(i -> i+1) p(i+1 -> i)), and links only grow with
+    of columns i and i+1 at level l is a_i = sqrt(p(i -> i+1) p(i+1 -> i)) (mean="geometric", Tree
+    Transformer's: both must choose each other) or (p(i -> i+1) + p(i+1 -> i)) / 2 ("arithmetic": either
+    choice half-links them), and links only grow with
     level: 1 - link^l = prod_{m <= l} (1 - a^m), so what is joined below stays joined above.
     q, k (L, B, N, D) (the level embeddings themselves for "constituent", learned projections of them
     for "constituent_learned"), beta (L, 1, 1), key_ok (B, N) real columns -> (L, B, N-1), 0 next to padding.
@@ -257,7 +261,8 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
     left = score(q[..., 1:, :], k[..., :-1, :])  # (L, B, N-1) column i+1 looking left
     edge = right.new_full(right.shape[:-1] + (1,), -1e4)
     to_right = torch.sigmoid(torch.cat([right, edge], -1) - torch.cat([edge, left], -1))  # (L, B, N) p(i -> i+1)
-    a = torch.sqrt(to_right[..., :-1] * (1 - to_right[..., 1:]) + 1e-9) * pair_ok  # (L, B, N-1)
+    right, left = to_right[..., :-1], 1 - to_right[..., 1:]  # (L, B, N-1) p(i -> i+1), p(i+1 -> i)
+    a = (torch.sqrt(right * left + 1e-9) if mean == "geometric" else (right + left) / 2) * pair_ok  # (L, B, N-1)
     return 1 - torch.cumprod(1 - a, dim=0)
 
 
@@ -272,6 +277,50 @@ def constituent_prior(links: torch.Tensor, key_pos: torch.Tensor) -> torch.Tenso
     index = key_pos.long().expand(L, B, -1, -1)  # (L, B, N, K)
     S_key = torch.gather(S, -1, index.flatten(2)).view(index.shape)  # (L, B, N*K) -> (L, B, N, K)
     return torch.exp(-(S_key - S[..., None]).abs())
+
+
+# ----------------------------------------------------------------------------------------------
+# the dependency prior (consensus_prior="dependency"): StructFormer's dependency-constrained attention
+# (Shen et al. 2021). A parser reads a syntactic distance for every pair of adjacent columns and a height for
+# every column from the front end; together they give each column a distribution over its parent, and
+# consensus attention is scaled by "j is i's parent" or "j is i's child" instead of "i and j share a
+# constituent": a preposition can listen to the verb it depends on without joining it. Trees are read from
+# the distances (as links: sigmoid(-distance)).
+
+
+def constituent_bounds(distance: torch.Tensor, height: torch.Tensor, key_ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """p(the span of column i starts at l) and p(it ends at r), each (B, N, N) indexed [b, i, l or r].
+
+    The span of i grows over every split j (between columns j and j+1) with distance_j < height_i:
+    gamma_ij = sigmoid(height_i - distance_j), and the span reaches l with p = min over the splits in between
+    (StructFormer's soft cummin). distance (B, N-1), height (B, N), key_ok (B, N); padding stops every span.
+    """
+    N = height.shape[1]
+    split_ok = F.pad(key_ok[:, :-1] & key_ok[:, 1:], (0, 1))  # (B, N): split j is real (j = N-1: the sentence end)
+    gamma = torch.sigmoid(height[:, :, None] - F.pad(distance, (0, 1))[:, None, :]) * split_ok[:, None, :]  # (B, i, j)
+    below = torch.ones(N, N, dtype=torch.bool, device=height.device).tril(-1)  # j < i: the splits left of i
+    reach_left = gamma.masked_fill(~below, 1.0).flip(-1).cummin(-1).values.flip(-1)  # (B, i, l) p(span reaches l)
+    start = reach_left - F.pad(reach_left[..., :-1], (1, 0))  # p(reaches l, not l-1)
+    reach_right = F.pad(gamma.masked_fill(below, 1.0)[..., :-1], (1, 0), value=1.0).cummin(-1).values  # (B, i, r)
+    end = reach_right - F.pad(reach_right[..., 1:], (0, 1))  # p(reaches r, not r+1)
+    return start.tril(), end.triu()
+
+
+def parent_distribution(distance: torch.Tensor, height: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+    """p(j is the parent of i), (B, N, N) [b, i, j]: the head (softmax of heights) of the span of i, other than i.
+
+    distance (B, N-1), height (B, N), key_ok (B, N) -> rows sum to at most 1 (the rest: i heads its own span);
+    0 on padding rows and columns.
+    """
+    N = height.shape[1]
+    start, end = constituent_bounds(distance, height, key_ok)
+    span = start[:, :, :, None] * end[:, :, None, :]  # (B, i, l, r) p(the span of i is [l, r])
+    idx = torch.arange(N, device=height.device)
+    inside = (idx[:, None, None] <= idx[None, None, :]) & (idx[None, None, :] <= idx[None, :, None])  # (l, r, j): l <= j <= r
+    head = torch.softmax(height.masked_fill(~key_ok, -1e4)[:, None, None, :].masked_fill(~inside, -1e4), dim=-1)  # (B, l, r, j)
+    parent = torch.einsum("bilr,blrj->bij", span, head)  # (B, N, N)
+    real = key_ok[:, :, None] & key_ok[:, None, :] & ~torch.eye(N, dtype=torch.bool, device=height.device)  # (B, N, N)
+    return parent * real
 
 
 # ----------------------------------------------------------------------------------------------
@@ -422,8 +471,12 @@ class GlomTextSettling(nn.Module):
         self.log_beta = nn.Parameter(torch.empty(L), requires_grad=config.learn_beta)
         if config.consensus_prior in ("constituent_learned", "constituent_front_end"):
             self.link_query_key = LevelLinear(L, D, 2 * D)  # per-level query and key of the neighbour links
-        if config.consensus_prior == "constituent_front_end":  # StructFormer's parser: convolutions over the front end
+        if config.consensus_prior in FRONT_END_PRIORS:  # StructFormer's parser: convolutions over the front end
             self.link_convs = nn.ModuleList(nn.Conv1d(D, D, LINK_CONV_WIDTH, padding=LINK_CONV_WIDTH // 2) for _ in range(2))
+        if config.consensus_prior == "dependency":
+            self.distance_head = nn.Linear(2 * D, 1)  # the split between two columns, from both
+            self.height_head = nn.Linear(D, 1)
+            self.relation_logits = nn.Parameter(torch.empty(L))  # per level: weight of "parent" (sigmoid) vs "child"
 
     # -- contributions --------------------------------------------------------------------------
     def contribution_weights(self) -> torch.Tensor:
@@ -453,49 +506,83 @@ class GlomTextSettling(nn.Module):
 
     def links(self, z: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
         """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N).
-        ("constituent_front_end" reads the front end instead: `front_end_links`.)"""
+        (the front-end priors read the front end instead: `front_end_links`.)"""
         if self.config.consensus_prior == "constituent":
-            return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok)
+            return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean)
         if self.config.consensus_prior != "constituent_learned":
             raise ValueError(f"consensus_prior {self.config.consensus_prior!r} has no links from the states"
-                             " ('constituent_front_end': see front_end_links)")
+                             " (a front-end prior: see front_end_links)")
         return self._learned_links(z * math.sqrt(z.shape[-1]), key_ok)
 
-    def front_end_links(self, front_end: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
-        """consensus_prior="constituent_front_end": the links (L, B, N-1) from the front end (B, N, D) alone,
-        the same at every iteration. Through two convolutions (LayerNorm + tanh after each, as in StructFormer's
-        parser) a column's feature reads the 5 pieces around it, and the link of pieces i and i+1 the 8 pieces
-        i-3 .. i+4: it depends on the nearby word pieces, not on the settled context."""
+    def front_end_features(self, front_end: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """The parser's features (B, N, D) of the front end (B, N, D): through two convolutions (LayerNorm +
+        tanh after each, as in StructFormer's parser) a column's feature reads the 5 pieces around it."""
         keep = key_ok[..., None].to(front_end.dtype)  # (B, N, 1): padding reads as zeros
         h = front_end * keep
         for conv in self.link_convs:
             h = conv(h.transpose(1, 2)).transpose(1, 2)  # (B, D, N) -> (B, N, D)
             h = torch.tanh(F.layer_norm(h, h.shape[-1:])) * keep
+        return h
+
+    def front_end_links(self, front_end: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """The links (L, B, N-1) of a front-end prior, from the front end (B, N, D) alone, the same at every
+        iteration. "constituent_front_end": the learned neighbour choice on the parser's features, so the link of
+        pieces i and i+1 reads the 8 pieces i-3 .. i+4 (the nearby word pieces, not the settled context);
+        "dependency": sigmoid(-distance) at every level (the split between i and i+1 reads pieces i-2 .. i+3)."""
+        if self.config.consensus_prior == "dependency":
+            distance, _ = self.parse(front_end, key_ok)
+            links = torch.sigmoid(-distance) * (key_ok[:, :-1] & key_ok[:, 1:])  # (B, N-1)
+            return links.expand(self.config.num_levels, *links.shape)
+        h = self.front_end_features(front_end, key_ok)
         return self._learned_links(h.expand(self.config.num_levels, *h.shape), key_ok)
+
+    def parse(self, front_end: torch.Tensor, key_ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """consensus_prior="dependency": syntactic distances (B, N-1) and heights (B, N) from the front end (float32)."""
+        h = self.front_end_features(front_end, key_ok)
+        pairs = torch.cat([h[:, :-1], h[:, 1:]], dim=-1)  # (B, N-1, 2D)
+        return self.distance_head(pairs)[..., 0].float(), self.height_head(h)[..., 0].float()
+
+    def front_end_structure(self, front_end: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+        """What a front-end prior gives consensus, once per sentence: the links (L, B, N-1) of
+        "constituent_front_end", or for "dependency" the relation weights (L, B, N, N):
+        w_l p(j is i's parent) + (1 - w_l) p(j is i's child), w_l = sigmoid(relation_logits[l])."""
+        if self.config.consensus_prior != "dependency":
+            return self.front_end_links(front_end, key_ok)
+        parent = parent_distribution(*self.parse(front_end, key_ok), key_ok)  # (B, N, N)
+        w = torch.sigmoid(self.relation_logits.float())[:, None, None, None]  # (L, 1, 1, 1)
+        return w * parent + (1 - w) * parent.transpose(1, 2)
 
     def _learned_links(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
         """Links from learned per-level query and key projections of x (L, B, N, D) -> (L, B, N-1)."""
         L, B, N, D = x.shape
         qk = self.link_query_key(x.reshape(L, B * N, D))  # (L, B*N, 2D)
         q, k = (unit(t) for t in qk.view(L, B, N, 2 * D).chunk(2, dim=-1))  # (L, B, N, D) each
-        return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok)
+        return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean)
 
-    def consensus(self, z: torch.Tensor, hood: Neighbourhood, links: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def consensus(self, z: torch.Tensor, hood: Neighbourhood, structure: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention with query = key = value = the level embedding.
 
         Returns the consensus (L, B, N, D), the attention-weighted centre of each column's island
         (L, B, N) in column positions (the column itself when it has no key in reach), and the
         attention weights (L, B, N, K). With a constituent `consensus_prior` the weights are scaled by
         `constituent_prior` and what they no longer give to others stays on the column's own value;
-        `links` (L, B, N-1), when given, are its neighbour links (else they are computed from z).
+        `structure` (L, B, N-1), when given, are its neighbour links (else they are computed from z). With
+        the dependency prior the weights are sigmoid(beta <z_i, z_j>) (StructFormer's) times the relation
+        weights `structure` (L, B, N, N) of `front_end_structure`, scaled down where they sum above 1.
         """
         w_self = self.config.consensus_self_weight
         beta = self.log_beta.exp()[:, None, None, None]  # (L, 1, 1, 1)
         keys = hood.keys(z)
-        attn = hood.softmax(beta * hood.scores(z, keys))  # (L, B, N, K)
         own_pos = torch.arange(z.shape[2], device=z.device, dtype=z.dtype)
-        if self.config.consensus_prior != "none":
-            links = self.links(z, hood.key_ok) if links is None else links
+        if self.config.consensus_prior == "dependency":
+            L, B, N, K = hood.valid.shape
+            relation = torch.gather(structure, -1, hood.key_pos.long().expand(L, B, N, K))  # (L, B, N, K) at the keys
+            attn = (torch.sigmoid(beta * hood.scores(z, keys)) * hood.valid * relation).to(z.dtype)
+            attn = attn / attn.sum(-1, keepdim=True).clamp(min=1.0)
+        else:
+            attn = hood.softmax(beta * hood.scores(z, keys))  # (L, B, N, K)
+        if self.config.consensus_prior in ("constituent", "constituent_learned", "constituent_front_end"):
+            links = self.links(z, hood.key_ok) if structure is None else structure
             attn = attn * constituent_prior(links, hood.key_pos).to(attn.dtype)
         others = hood.aggregate(attn, keys)  # (L, B, N, D)
         centre = (attn * hood.key_pos.to(z.dtype)).sum(-1)  # (L, B, N)
@@ -516,9 +603,9 @@ class GlomTextSettling(nn.Module):
         return pos.expand_as(centre[1:])
 
     # -- one iteration --------------------------------------------------------------------------
-    def forward(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, links: torch.Tensor | None = None) -> torch.Tensor:
-        """z (L, B, N, D) -> the next state (L, B, N, D); links: see `consensus`."""
-        cons, centre, _ = self.consensus(z, hood, links)
+    def forward(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, structure: torch.Tensor | None = None) -> torch.Tensor:
+        """z (L, B, N, D) -> the next state (L, B, N, D); structure: see `consensus`."""
+        cons, centre, _ = self.consensus(z, hood, structure)
         bu = unit(self.bottom_up_predictions(z, front_end))
         td = unit(self.top_down_predictions(z, self.top_down_positions(centre)))  # (L-1, B, N, D)
         w = self.contribution_weights().T[..., None, None, None]  # (4, L, 1, 1, 1)
@@ -527,7 +614,7 @@ class GlomTextSettling(nn.Module):
         return unit(mixed)
 
     def island_loss(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, mask: torch.Tensor,
-                    links: torch.Tensor | None = None) -> torch.Tensor:
+                    structure: torch.Tensor | None = None) -> torch.Tensor:
         """The island regulariser (GLOM.md 7) on a settled state z (L, B, N, D).
 
         Each column's bottom-up and top-down predictions are pulled toward its consensus vector
@@ -539,7 +626,7 @@ class GlomTextSettling(nn.Module):
         tau = self.config.island_loss_temperature
         zd = z.detach()
         with torch.no_grad():
-            cons, centre, attn = self.consensus(zd, hood, links)
+            cons, centre, attn = self.consensus(zd, hood, structure)
             target = unit(cons)  # (L, B, N, D)
             neg_w = 1 - attn / attn.amax(-1, keepdim=True).clamp(min=1e-12)  # (L, B, N, K)
         predictions = (
@@ -619,6 +706,8 @@ class GlomTextPreTrainedModel(PreTrainedModel):
             w = torch.tensor(self.config.contribution_weights, dtype=torch.float)
             init.copy_(module.contribution_logits, (w / w.sum()).log().expand_as(module.contribution_logits))
             init.copy_(module.log_beta, torch.tensor(self.config.betas, dtype=torch.float).log())
+            if hasattr(module, "relation_logits"):
+                init.zeros_(module.relation_logits)  # parent and child weighted equally
         elif isinstance(module, GlomTextLMHead):
             init.zeros_(module.bias)
 
@@ -669,7 +758,7 @@ class GlomTextModel(GlomTextPreTrainedModel):
         front_end = self.front_end(input_ids, attention_mask)  # (B, N, D)
         z = self._start(front_end, initial_state)  # (L, B, N, D)
         hood = Neighbourhood(self.settling.offsets, attention_mask, dense=None if sparse_attention is None else not sparse_attention)
-        links = self.settling.front_end_links(front_end, hood.key_ok) if self.config.consensus_prior == "constituent_front_end" else None
+        structure = self.settling.front_end_structure(front_end, hood.key_ok) if self.config.consensus_prior in FRONT_END_PRIORS else None
         history = [z] if output_all_states else None
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             # two-level checkpointing: keep the state only at the start of each segment of ~sqrt(T)
@@ -677,24 +766,24 @@ class GlomTextModel(GlomTextPreTrainedModel):
             # each iteration. Memory ~ 2 sqrt(T) states instead of T, for one more forward pass.
             size = 1 if history is not None else math.ceil(math.sqrt(T))
             for start in range(0, T, size):
-                z = checkpoint(self._settle, z, front_end, hood, links, min(size, T - start), use_reentrant=False)
+                z = checkpoint(self._settle, z, front_end, hood, structure, min(size, T - start), use_reentrant=False)
                 if history is not None:
                     history.append(z)
         else:
             for _ in range(T):
-                z = self.settling(z, front_end, hood, links)
+                z = self.settling(z, front_end, hood, structure)
                 if history is not None:
                     history.append(z)
-        island = self.settling.island_loss(z, front_end, hood, attention_mask.bool(), links) if return_island_loss else None
+        island = self.settling.island_loss(z, front_end, hood, attention_mask.bool(), structure) if return_island_loss else None
         return GlomTextModelOutput(states=batch_major(z), front_end=front_end, island_loss=island,
                                    all_states=tuple(map(batch_major, history)) if history else None)
 
-    def _settle(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, links: torch.Tensor | None, iterations: int) -> torch.Tensor:
+    def _settle(self, z: torch.Tensor, front_end: torch.Tensor, hood: Neighbourhood, structure: torch.Tensor | None, iterations: int) -> torch.Tensor:
         """`iterations` settling steps, each checkpointed: one segment of the two-level checkpointing."""
         if iterations == 1:  # the segment's own checkpoint already covers it
-            return self.settling(z, front_end, hood, links)
+            return self.settling(z, front_end, hood, structure)
         for _ in range(iterations):
-            z = checkpoint(self.settling, z, front_end, hood, links, use_reentrant=False)
+            z = checkpoint(self.settling, z, front_end, hood, structure, use_reentrant=False)
         return z
 
     def _start(self, front_end: torch.Tensor, initial_state: torch.Tensor | None) -> torch.Tensor:

@@ -6,7 +6,8 @@
 # sample, and the sentence F1s are summarised as mean and standard deviation over the seeds.
 #   SEEDS="0 1 2" (default)   STEPS=2400   OUT=runs/$PRIOR
 #   PRIOR=constituent_learned (default; constituent: neighbour choice from the level vectors themselves;
-#   constituent_front_end: from convolutions over the front end, StructFormer-like; none: no prior)
+#   constituent_front_end: from convolutions over the front end, StructFormer-like; dependency: StructFormer's
+#   parent / child attention from the same convolutions; none: no prior)
 #   HALVES="dev test" (default) the WSJ halves to score; HALVES=dev for a screen that must not see the test half
 #   OVERRIDES=k=v,...  more config overrides (e.g. mlm_level=3)
 #   TRAIN_ARGS="--torch_compile" (default) pretraining flags (e.g. --span_mask, --prefix_lm_prob 0.5, --backbone all-MiniLM-L6-v2; "" for eager)

@@ -309,6 +309,9 @@ def test_attachment_study_sides_by_hand():
     tags = ["DT", "NNS", "VBD", "IN", "DT", "NN"]
     assert study["word_groups"](tags) == ["DT", "NN", "VB", "IN", "DT", "NN"]
     assert study["word_groups"](tags, before="DT") == ["first", None, None, None, "after IN", None]
+    assert study["word_groups"](tags, after="DT") == ["before NN", None, None, None, "before NN", None]
+    assert study["word_groups"](tags, after="NN") == [None, "before VB", None, None, None, "last"]
+    assert study["word_groups"](tags, by_tag="NN") == [None, "NNS", None, None, None, "NN"]
     score = study["SideScore"]()
     score.add(study["word_groups"](tags), [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
     assert score.row() == {"all": 62.5, "DT": 100.0, "IN": 50.0, "NN": 100.0, "VB": 0.0}  # a tie counts half
@@ -376,6 +379,9 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
 
 @pytest.mark.parametrize("args, message", [
     (["--before", "XX"], "--before XX: no word of that group"),
+    (["--after", "XX"], "--after XX: no word of that group"),
+    (["--by-tag", "XX"], "--by-tag XX: no word of that group"),
+    (["--after", "VB", "--before", "VB"], "not allowed with argument"),
     (["--treebank", "nltk:nope"], "--treebank nltk:nope:"),
     (["--max-sentences", "0"], "--max-sentences"),
 ])

@@ -239,10 +239,11 @@ def test_links_average_merges_by_the_mean_prior_worked_out_by_hand():
     torch.testing.assert_close(adjacent_distances(x, readout="links_average", links=links, levels=[1]), torch.tensor([2.0, 1.0, 3.0]))
 
 
-def test_front_end_links_of_words_are_the_links_at_their_boundary_pieces():
-    """"constituent_front_end" links depend on the pieces only: the link of two words is the link between
+@pytest.mark.parametrize("prior", ["constituent_front_end", "dependency"])
+def test_front_end_links_of_words_are_the_links_at_their_boundary_pieces(prior):
+    """Front-end links depend on the pieces only: the link of two words is the link between
     the last piece of the first and the first piece of the second, whatever the states."""
-    model, tokenizer = tiny_model(consensus_prior="constituent_front_end")
+    model, tokenizer = tiny_model(consensus_prior=prior)
     words = ["he", "shutting", "the", "noisy", "kids", "upward"]  # shut ##t ##i ##n ##g, up ##w ##a ##r ##d
     enc = tokenizer(words, is_split_into_words=True, return_tensors="pt")
     word_ids = enc.word_ids(0)

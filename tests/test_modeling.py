@@ -3,11 +3,21 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from support import needs_cxx
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
-from glomtext.modeling_glomtext import Neighbourhood, PerLevelMatmul, batch_major, constituent_prior, neighbour_links, reach_offsets
+from glomtext.modeling_glomtext import (
+    Neighbourhood,
+    PerLevelMatmul,
+    batch_major,
+    constituent_bounds,
+    constituent_prior,
+    neighbour_links,
+    parent_distribution,
+    reach_offsets,
+)
 
 
 def tiny_config(**kw) -> GlomTextConfig:
@@ -40,6 +50,7 @@ def batch(seed=0, B=2, N=9, vocab=50):
         ("mlm_level", 3, "mlm_level"),
         ("position_features", 7, "position_features"),
         ("consensus_prior", "tree", "consensus_prior"),
+        ("link_mean", "harmonic", "link_mean"),
     ],
 )
 def test_invalid_config_is_rejected_with_the_field_name(field, value, words):
@@ -83,7 +94,7 @@ def test_shapes_iterations_and_unit_norm():
     assert model(ids, mask).all_states is None
 
 
-@pytest.mark.parametrize("prior", ["none", "constituent_front_end"])  # the second: its convolutions must not read padding
+@pytest.mark.parametrize("prior", ["none", "constituent_front_end", "dependency"])  # the others: their convolutions must not read padding
 def test_padding_does_not_change_real_columns(prior):
     torch.manual_seed(0)
     model = GlomTextModel(tiny_config(consensus_prior=prior)).eval()
@@ -96,7 +107,7 @@ def test_padding_does_not_change_real_columns(prior):
 @pytest.mark.parametrize("N", [40, 37])  # whole blocks of b = 4 columns, and a ragged last block
 @pytest.mark.parametrize("overrides", [{}, {"attention_reach": "local"}, {"top_down_position": "island", "num_levels": 4},
                                        {"consensus_prior": "constituent"}, {"consensus_prior": "constituent_learned"},
-                                       {"consensus_prior": "constituent_front_end"}])
+                                       {"consensus_prior": "constituent_front_end"}, {"consensus_prior": "dependency"}])
 def test_dense_and_blocked_neighbourhoods_agree(N, overrides):
     """Same states, island loss and gradients from both layouts (local_sparse: band keys and far keys)."""
     torch.manual_seed(0)
@@ -197,6 +208,9 @@ def test_neighbour_links_by_hand():
     torch.testing.assert_close(links[1, 0], 1 - (1 - a) ** 2, atol=1e-4, rtol=0)
     padded = neighbour_links(z, z, torch.ones(2, 1, 1), torch.tensor([[True, True, False]]))
     assert padded[:, 0, 1].abs().max() < 1e-4 and padded[0, 0, 0] > 0.99  # column 1 now has only column 0
+    # link_mean="arithmetic": the average of the two choices, (1 + (1 - s)) / 2 and (s + 1) / 2
+    arithmetic = neighbour_links(z, z, torch.ones(2, 1, 1), torch.ones(1, 3, dtype=torch.bool), "arithmetic")
+    torch.testing.assert_close(arithmetic[0, 0], torch.tensor([1 - s / 2, (1 + s) / 2]), atol=1e-4, rtol=0)
 
 
 def test_neighbour_links_with_separate_queries_and_keys_by_hand():
@@ -251,6 +265,61 @@ def test_front_end_links_read_eight_pieces_around_a_pair_and_not_the_settling():
     torch.testing.assert_close(batch_major(z), model(ids).states)
     with pytest.raises(ValueError, match="front_end_links"):
         model.settling.links(z, ok)
+
+
+def test_parent_distribution_of_a_hand_made_parse():
+    """a b c d: distances 0 | 4 | 2 (a-b joined lowest, then c-d, then the two halves), heights 1, 3, 3, 5.
+    With gaps of at least 1 the sigmoids are close to 0 or 1, and the spans (splits below the column's height)
+    are a: [a, b] (split 0 < 1 < split 1), b: [a, b] (4 > 3), c: [c, d] (2 < 3 < 4), d: [a, d] (every split < 5).
+    Parents: the head (highest) of the span other than the column: a -> b; b heads [a, b] itself (no parent
+    there), c -> d; d is the root. Scaled by 10 so the sigmoids and softmax are near-hard."""
+    distance, height = 10 * torch.tensor([[0.0, 4.0, 2.0]]), 10 * torch.tensor([[1.0, 3.0, 3.0, 5.0]])
+    ok = torch.ones(1, 4, dtype=torch.bool)
+    start, end = constituent_bounds(distance, height, ok)
+    torch.testing.assert_close(start[0].argmax(-1), torch.tensor([0, 0, 2, 0]))
+    torch.testing.assert_close(end[0].argmax(-1), torch.tensor([1, 1, 3, 3]))
+    torch.testing.assert_close(start.sum(-1), torch.ones(1, 4))  # every span starts and ends somewhere
+    torch.testing.assert_close(end.sum(-1), torch.ones(1, 4))
+    parent = parent_distribution(distance, height, ok)[0]
+    expected = torch.zeros(4, 4)
+    expected[0, 1] = expected[2, 3] = 1.0
+    torch.testing.assert_close(parent, expected, atol=1e-3, rtol=0)
+    # padding stops every span: the same sentence with a padded fifth column gives the same parents
+    padded = parent_distribution(F.pad(distance, (0, 1), value=-50.0), F.pad(height, (0, 1), value=50.0), F.pad(ok, (0, 1)))[0]
+    torch.testing.assert_close(padded[:4, :4], parent)
+    assert padded[:4, 4].abs().max() == 0
+
+
+def test_dependency_consensus_listens_to_the_parent_only():
+    """Relation weights put column 0's parent at column 2, out of its constituent: its consensus is the
+    sigmoid-weighted value of column 2 plus the rest of the weight on itself; column 1 (no relation) keeps its own."""
+    model = GlomTextModel(tiny_config(num_levels=2, hidden_size=4, consensus_beta=1.0, attention_reach="full", consensus_prior="dependency"))
+    e = torch.eye(4)
+    z = torch.stack([e[0], e[1], e[2]]).expand(2, 1, 3, 4)  # three orthogonal columns: sigmoid(0) = 1/2
+    hood = Neighbourhood(model.settling.offsets, torch.ones(1, 3))
+    relation = torch.zeros(2, 1, 3, 3)
+    relation[:, 0, 0, 2] = 0.8
+    cons, centre, attn = model.settling.consensus(z, hood, relation)
+    torch.testing.assert_close(attn[:, 0, 0], torch.tensor([[0.0, 0.0, 0.4]] * 2))
+    torch.testing.assert_close(cons[:, 0, 0], torch.tensor([[0.6, 0.0, 0.4, 0.0]] * 2))
+    torch.testing.assert_close(cons[:, 0, 1], z[:, 0, 1])
+    torch.testing.assert_close(centre[:, 0, 0], torch.tensor([0.8, 0.8]))  # 0.6 * 0 + 0.4 * 2
+
+
+def test_dependency_structure_mixes_parent_and_child_per_level():
+    torch.manual_seed(0)
+    model = GlomTextModel(tiny_config(consensus_prior="dependency")).eval()
+    with torch.no_grad():
+        model.settling.relation_logits.copy_(torch.tensor([10.0, -10.0, 0.0]))
+    ids, mask = batch()
+    front_end, ok = model.front_end(ids, mask), mask.bool()
+    parent = parent_distribution(*model.settling.parse(front_end, ok), ok)
+    structure = model.settling.front_end_structure(front_end, ok)  # (L, B, N, N)
+    torch.testing.assert_close(structure[0], parent, atol=1e-4, rtol=0)  # level 0: parents
+    torch.testing.assert_close(structure[1], parent.transpose(1, 2), atol=1e-4, rtol=0)  # level 1: children
+    torch.testing.assert_close(structure[2], (parent + parent.transpose(1, 2)) / 2)
+    assert (parent.sum(-1) <= 1 + 1e-5).all()
+    assert (parent * ~(ok[:, :, None] & ok[:, None, :])).abs().max() == 0  # padding has no parent and is none
 
 
 def test_constituent_prior_keeps_attention_inside_a_span_and_the_rest_on_the_column():
