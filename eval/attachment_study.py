@@ -10,9 +10,10 @@ Reported over all words and per part-of-speech group (tags by their first two le
 NNS, NNP, NNPS), for each level alone and all levels, with cosine distances and (constituent prior)
 the neighbour links. `--before VB` splits the words of one group by the group of the word before them
 (verbs after a noun, after a modal, ...), `--after VB` by the group of the word after them (verbs before
-a determiner, before a pronoun, ...), `--by-tag VB` by their own full tag (VBD, VBZ, VBN, ...). With several models (seeds of one recipe), each read-out also
-gets an agreement row: the share of words that every model puts on the same side, and the side
-accuracy on those words; it tells a systematic error (all seeds agree, wrongly) from a seed lottery:
+a determiner, before a pronoun, ...), `--by-tag VB` by their own full tag (VBD, VBZ, VBN, ...). With
+several models (seeds of one recipe), each read-out also gets an agreement row: the share of words
+that every model puts on the same side, and the side accuracy on those words; it tells a systematic
+error (all seeds agree, wrongly) from a seed lottery:
 
     python eval/attachment_study.py --model runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
     python eval/attachment_study.py --model runs/x/seed0 runs/x/seed1 runs/x/seed2
