@@ -261,8 +261,8 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
     left = score(q[..., 1:, :], k[..., :-1, :])  # (L, B, N-1) column i+1 looking left
     edge = right.new_full(right.shape[:-1] + (1,), -1e4)
     to_right = torch.sigmoid(torch.cat([right, edge], -1) - torch.cat([edge, left], -1))  # (L, B, N) p(i -> i+1)
-    right, left = to_right[..., :-1], 1 - to_right[..., 1:]  # (L, B, N-1) p(i -> i+1), p(i+1 -> i)
-    a = (torch.sqrt(right * left + 1e-9) if mean == "geometric" else (right + left) / 2) * pair_ok  # (L, B, N-1)
+    p_right, p_left = to_right[..., :-1], 1 - to_right[..., 1:]  # (L, B, N-1) p(i -> i+1), p(i+1 -> i)
+    a = (torch.sqrt(p_right * p_left + 1e-9) if mean == "geometric" else (p_right + p_left) / 2) * pair_ok  # (L, B, N-1)
     return 1 - torch.cumprod(1 - a, dim=0)
 
 
