@@ -26,6 +26,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
+from glomtext.commands.islands import add_link_rule_arguments
 from glomtext.evaluation.cli import positive_int
 from glomtext.evaluation.constituency import prepare_golds
 from glomtext.evaluation.readers import ReadError, read_ptb
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
     p.add_argument("--max-sentences", type=positive_int, default=500)
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
+    add_link_rule_arguments(p)
     split = p.add_mutually_exclusive_group()
     split.add_argument("--before", metavar="GROUP", help="split this group's words by the group of the word before them (e.g. VB)")
     split.add_argument("--after", metavar="GROUP", help="split this group's words by the group of the word after them (e.g. VB)")
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     gloms = []
     for model in args.model:
         try:
-            gloms.append(GlomText(model).untrained(0) if args.untrained else GlomText(model))
+            glom = GlomText(model, link_mean=args.link_mean, link_choice=args.link_choice)
+            gloms.append(glom.untrained(0) if args.untrained else glom)
         except (ValueError, OSError) as e:
             p.error(f"--model {model}: {e}")
     for i, (model, glom) in enumerate(zip(args.model, gloms)):

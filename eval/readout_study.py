@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from glomtext.commands.islands import add_link_rule_arguments
 from glomtext.evaluation.constituency import WORD_TAGS, ConstituencyScorer, prepare_gold
 from glomtext.evaluation.readers import read_ptb
 from glomtext.evaluation.systems import GlomText
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, nargs="+", default=[None], help="settling iterations to try (default: the model's)")
     p.add_argument("--right-skew", type=float, nargs="+", default=[], metavar="B", help="right-skew biases to try on every read-out")
     p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
+    add_link_rule_arguments(p)
     p.add_argument("--with-punctuation", action="store_true", help="diagnostic: the model also reads the punctuation tokens")
     args = p.parse_args(argv)
     if any(not b > 0 for b in args.right_skew):
@@ -59,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     inputs = [model_input(t, g, args.with_punctuation) for t, g in golds]
     rows = []
     for T in args.iterations:
-        glom = GlomText(args.model, iterations=T)
+        try:
+            glom = GlomText(args.model, iterations=T, link_mean=args.link_mean, link_choice=args.link_choice)
+        except (ValueError, OSError) as e:
+            p.error(f"--model {args.model}: {e}")
         glom = glom.untrained(0) if args.untrained else glom
         states = glom.states([list(words) for words, _ in inputs])
         for name, options in glom.readouts().items():

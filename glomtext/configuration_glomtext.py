@@ -11,6 +11,7 @@ ATTENTION_REACH = ("full", "local", "local_sparse")
 TOP_DOWN_POSITION = ("absolute", "island")
 CONSENSUS_PRIOR = ("none", "constituent", "constituent_learned", "constituent_front_end", "dependency")
 LINK_MEANS = ("geometric", "arithmetic")
+LINK_CHOICES = ("free", "open")
 CONTRIBUTIONS = ("previous", "bottom_up", "top_down", "consensus")
 
 
@@ -56,6 +57,10 @@ class GlomTextConfig(PretrainedConfig):
         link_mean: how the constituent priors link two neighbours from their choices: "geometric" (Tree
             Transformer's sqrt(p(i -> i+1) p(i+1 -> i)): both must choose each other) or "arithmetic" (the
             average: either choice half-links them, so a word can join a determiner that chooses its noun).
+        link_choice: "free" (Tree Transformer's: a column chooses between its neighbours afresh at every level)
+            or "open" (above level 0 each choice is weighted by how open that side still is, 1 - the link
+            below, so a constituent closed on one side reaches to the other: "the" in "join the board" joins
+            "board" at level 0, then "join").
     Reach (GLOM.md 4), chosen by `attention_reach`:
         "full": every level sees every column;
         "local": level l (0-based) sees columns within reach_window * 2**l;
@@ -96,6 +101,7 @@ class GlomTextConfig(PretrainedConfig):
         consensus_self_weight: float = 0.0,
         consensus_prior: str = "none",
         link_mean: str = "geometric",
+        link_choice: str = "free",
         attention_reach: str = "local_sparse",
         reach_window: int = 2,
         reach_sparse_keys: int = 8,
@@ -129,6 +135,7 @@ class GlomTextConfig(PretrainedConfig):
         self.consensus_self_weight = consensus_self_weight
         self.consensus_prior = consensus_prior
         self.link_mean = link_mean
+        self.link_choice = link_choice
         self.attention_reach = attention_reach
         self.reach_window = reach_window
         self.reach_sparse_keys = reach_sparse_keys
@@ -164,6 +171,7 @@ class GlomTextConfig(PretrainedConfig):
         need(self.consensus_prior in CONSENSUS_PRIOR,
              f"consensus_prior must be one of {CONSENSUS_PRIOR}, got {self.consensus_prior!r}")
         need(self.link_mean in LINK_MEANS, f"link_mean must be one of {LINK_MEANS}, got {self.link_mean!r}")
+        need(self.link_choice in LINK_CHOICES, f"link_choice must be one of {LINK_CHOICES}, got {self.link_choice!r}")
         need(self.attention_reach in ATTENTION_REACH,
              f"attention_reach must be one of {ATTENTION_REACH}, got {self.attention_reach!r}")
         need(isinstance(self.reach_window, int) and self.reach_window >= 1, f"reach_window must be an integer >= 1, got {self.reach_window!r}")

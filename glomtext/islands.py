@@ -848,8 +848,10 @@ def _assemble(text, words, parts, empty, all_iterations, pieces, tokenizer) -> _
 # --------------------------------------------------------------------------------------------
 
 
-def load_model(path: str | Path):
-    """(model, tokenizer) from a directory written by save_pretrained; errors in one clear line."""
+def load_model(path: str | Path, *, link_mean: str | None = None, link_choice: str | None = None):
+    """(model, tokenizer) from a directory written by save_pretrained; errors in one clear line.
+    ``link_mean`` / ``link_choice`` (None: the model's own) settle a model with neighbour links with another
+    link rule than it was trained with (see GlomTextConfig)."""
     import glomtext  # noqa: F401  (registers the glomtext model type with transformers' Auto classes)
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -874,7 +876,23 @@ def load_model(path: str | Path):
             raise ValueError(f"cannot load the {what} from {str(path)!r}: {first.rstrip(':')}{hint}") from e
         if what == "config" and loaded[what].model_type != "glomtext":
             raise ValueError(f"{str(path)!r} holds a {loaded[what].model_type!r} model, not a glomtext one")
+    settle_with(loaded["model"].config, str(path), link_mean=link_mean, link_choice=link_choice)
     return loaded["model"], loaded["tokenizer"]
+
+
+def settle_with(config, label: str, **rule: str | None) -> None:
+    """Set ``link_mean`` / ``link_choice`` of a loaded model's config (None keeps the model's); ValueError
+    for a value outside the config's choices or a model without neighbour links."""
+    from glomtext.configuration_glomtext import LINK_CHOICES, LINK_MEANS
+
+    rule = {k: v for k, v in rule.items() if v is not None}
+    if rule and config.consensus_prior in ("none", "dependency"):
+        raise ValueError(f"{', '.join(rule)}: the model {label} has no neighbour links (consensus_prior {config.consensus_prior!r})")
+    for field, value in rule.items():
+        allowed = {"link_mean": LINK_MEANS, "link_choice": LINK_CHOICES}[field]
+        if value not in allowed:
+            raise ValueError(f"{field} {value!r}: choose from {', '.join(allowed)}")
+        setattr(config, field, value)
 
 
 def write_jsonl(results: Iterable[SentenceIslands], out) -> int:

@@ -240,7 +240,7 @@ LINK_CONV_WIDTH = 3  # kernel of the front-end link convolutions (two layers: ea
 
 
 def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor,
-                    mean: str = "geometric") -> torch.Tensor:
+                    mean: str = "geometric", choice: str = "free") -> torch.Tensor:
     """How strongly each pair of adjacent columns is linked, per level, non-decreasing with level.
 
     Every column chooses between its left and right neighbour, softmax(beta <q_i, k_i±1>); the link
@@ -248,6 +248,8 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
     Transformer's: both must choose each other) or (p(i -> i+1) + p(i+1 -> i)) / 2 ("arithmetic": either
     choice half-links them), and links only grow with
     level: 1 - link^l = prod_{m <= l} (1 - a^m), so what is joined below stays joined above.
+    choice="open": above level 0 each choice is weighted by how open that side still is, 1 - link^(l-1)
+    (no gradient through the weight), so a column whose constituent is closed on one side reaches to the other.
     q, k (L, B, N, D) (the level embeddings themselves for "constituent", learned projections of them
     for "constituent_learned"), beta (L, 1, 1), key_ok (B, N) real columns -> (L, B, N-1), 0 next to padding.
     """
@@ -260,10 +262,19 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
     right = score(q[..., :-1, :], k[..., 1:, :])  # (L, B, N-1) column i looking right
     left = score(q[..., 1:, :], k[..., :-1, :])  # (L, B, N-1) column i+1 looking left
     edge = right.new_full(right.shape[:-1] + (1,), -1e4)
-    to_right = torch.sigmoid(torch.cat([right, edge], -1) - torch.cat([edge, left], -1))  # (L, B, N) p(i -> i+1)
-    p_right, p_left = to_right[..., :-1], 1 - to_right[..., 1:]  # (L, B, N-1) p(i -> i+1), p(i+1 -> i)
-    a = (torch.sqrt(p_right * p_left + 1e-9) if mean == "geometric" else (p_right + p_left) / 2) * pair_ok  # (L, B, N-1)
-    return 1 - torch.cumprod(1 - a, dim=0)
+    logit = torch.cat([right, edge], -1) - torch.cat([edge, left], -1)  # (L, B, N) logit of p(i -> i+1)
+    link = right.new_zeros(right.shape[1:])  # (B, N-1) the link after the levels so far
+    links = []
+    for level_logit in logit:  # (B, N)
+        if choice == "open" and links:
+            opening = torch.log((1 - link.detach()).clamp(min=1e-4))  # (B, N-1) log of how open each pair still is
+            level_logit = level_logit + F.pad(opening, (0, 1)) - F.pad(opening, (1, 0))  # right side minus left side
+        to_right = torch.sigmoid(level_logit)  # (B, N) p(i -> i+1)
+        p_right, p_left = to_right[:, :-1], 1 - to_right[:, 1:]  # (B, N-1) p(i -> i+1), p(i+1 -> i)
+        a = (torch.sqrt(p_right * p_left + 1e-9) if mean == "geometric" else (p_right + p_left) / 2) * pair_ok  # (B, N-1)
+        link = 1 - (1 - link) * (1 - a)
+        links.append(link)
+    return torch.stack(links)  # (L, B, N-1)
 
 
 def constituent_prior(links: torch.Tensor, key_pos: torch.Tensor) -> torch.Tensor:
@@ -509,7 +520,7 @@ class GlomTextSettling(nn.Module):
         """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N).
         (the front-end priors read the front end instead: `front_end_links`.)"""
         if self.config.consensus_prior == "constituent":
-            return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean)
+            return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice)
         if self.config.consensus_prior != "constituent_learned":
             raise ValueError(f"consensus_prior {self.config.consensus_prior!r} has no links from the states"
                              " (a front-end prior: see front_end_links)")
@@ -558,7 +569,7 @@ class GlomTextSettling(nn.Module):
         L, B, N, D = x.shape
         qk = self.link_query_key(x.reshape(L, B * N, D))  # (L, B*N, 2D)
         q, k = (unit(t) for t in qk.view(L, B, N, 2 * D).chunk(2, dim=-1))  # (L, B, N, D) each
-        return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean)
+        return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice)
 
     def consensus(self, z: torch.Tensor, hood: Neighbourhood, structure: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention with query = key = value = the level embedding.

@@ -14,7 +14,9 @@
 # STAGES="1 2 3" (default) picks the stages to run, e.g. STAGES=2 on the GPU machine and STAGES=3 back on a CPU.
 # Variants for stage 2: STEPS=N also stops each run after N steps; OVERRIDES=k=v,... more config overrides (e.g.
 # attention_reach=full); TRAIN_ARGS="..." more pretraining flags (e.g. --mlm_probability 0.3).
-# TREE_READOUT=links (default; or links_top_down, links_average, cosine) and RIGHT_SKEW=B (a labelled branching prior, separate rows) for stage 3.
+# TREE_READOUT=links (default; or links_top_down, links_average, cosine) and RIGHT_SKEW=B (a labelled branching prior, separate rows) for stage 3;
+# SETTLE="arithmetic open" (default: the read-out chosen on the dev half) settles the models with that link_mean and
+# link_choice at inference (glomtext eval --link-mean --link-choice); SETTLE=none settles them as they were trained.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GLOMTEXT_DATA="${GLOMTEXT_DATA:-$(cd .. && pwd)/shared/data}"
@@ -29,6 +31,8 @@ HALVES="${HALVES:-dev}"
 STAGES="${STAGES:-1 2 3}"
 TREE_READOUT="${TREE_READOUT:-links}"
 RIGHT_SKEW="${RIGHT_SKEW:-}"
+SETTLE="${SETTLE:-arithmetic open}"
+[ "$SETTLE" != none ] || SETTLE=""
 STEPS="${STEPS:-100000}"
 OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
 TRAIN_ARGS="${TRAIN_ARGS:-}"
@@ -68,9 +72,12 @@ if stage 2; then
   [ "$failed" = 0 ] || exit 1
 fi
 stage 3 || exit 0
-# each read-out scores into its own folders: eval_{half}_[{readout}_][rs{B}_]{run}
-TAG="$([ "$TREE_READOUT" = links ] || echo "${TREE_READOUT}_")${RIGHT_SKEW:+rs${RIGHT_SKEW}_}"
-EVAL_ARGS=(--backbone none --no-progress --tree-readout "$TREE_READOUT" ${RIGHT_SKEW:+--right-skew "$RIGHT_SKEW"})
+# each read-out scores into its own folders: eval_{half}_[{readout}_][rs{B}_][{mean}_{choice}_]{run}
+read -r LINK_MEAN LINK_CHOICE <<< "$SETTLE" || true
+[ -z "$SETTLE" ] || [ -n "$LINK_CHOICE" ] || { echo "SETTLE: expected 'MEAN CHOICE', e.g. 'arithmetic open', got '$SETTLE'" >&2; exit 2; }
+TAG="$([ "$TREE_READOUT" = links ] || echo "${TREE_READOUT}_")${RIGHT_SKEW:+rs${RIGHT_SKEW}_}${SETTLE:+${LINK_MEAN}_${LINK_CHOICE}_}"
+EVAL_ARGS=(--backbone none --no-progress --tree-readout "$TREE_READOUT" ${RIGHT_SKEW:+--right-skew "$RIGHT_SKEW"}
+           ${SETTLE:+--link-mean "$LINK_MEAN" --link-choice "$LINK_CHOICE"})
 for arm in $ARMS; do
   for seed in $SEEDS; do
     run="$arm$seed"

@@ -114,6 +114,7 @@ def test_dispatch_through_the_glomtext_command(model_dir, capsys):
     (["--model", "{model}", "--threshold", "0.9,0.8", "x"], "--threshold takes 1 value or one per level (3), got 2"),
     (["--model", "{model}", "--iterations", "-1", "x"], "--iterations must be >= 0"),
     (["--model", "{model}", "--device", "nonsense", "x"], "is not a torch device"),
+    (["--model", "{model}", "--link-choice", "open", "x"], "link_choice: the model {model} has no neighbour links"),
 ])
 def test_bad_input_is_one_clear_line_and_exit_code_2(model_dir, tmp_path, capsys, argv, message):
     (tmp_path / "bert").mkdir()

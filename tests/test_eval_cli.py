@@ -247,6 +247,37 @@ def test_links_readout_scores_the_trees_of_the_neighbour_links(constituent_dir, 
     assert "has no constituent consensus_prior" in err and "Traceback" not in err
 
 
+def test_eval_settles_with_another_link_rule(constituent_dir, model_dir, tmp_path, capsys):
+    """--link-mean / --link-choice change how the model settles (its links and so its trees), are recorded
+    with the results, and are refused for a model without neighbour links."""
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import word_links
+
+    out = tmp_path / "out"
+    assert main(["--treebank", "nltk:treebank", "--max-sentences", "4", "--model", str(constituent_dir), "--backbone", "none",
+                 "--tree-readout", "links", "--link-mean", "arithmetic", "--link-choice", "open", "--output", str(out),
+                 "--no-progress"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (results["config"]["link_mean"], results["config"]["link_choice"]) == ("arithmetic", "open")
+    settled = GlomText(str(constituent_dir), tree_readout="links", link_mean="arithmetic", link_choice="open")
+    plain = GlomText(str(constituent_dir))
+    assert (settled.model.config.link_mean, settled.model.config.link_choice) == ("arithmetic", "open")
+    assert (plain.model.config.link_mean, plain.model.config.link_choice) == ("geometric", "free")
+    assert (settled.untrained(0).model.config.link_mean, settled.untrained(0).model.config.link_choice) == ("arithmetic", "open")
+    golds = prepare_golds(*read_ptb("nltk:treebank", 4))
+    direct = ConstituencyScorer()
+    for g in golds:
+        direct.add(g, *(settled.tree(w, s) for w, s in zip((g.words, g.evalb_words), settled.states([g.words, g.evalb_words]))))
+    assert results["constituency"]["systems"]["glomtext"]["sentence_f1"] == pytest.approx(direct.result()["sentence_f1"])
+    words = golds[0].words
+    (a,), (b,) = settled.states([words]), plain.states([words])
+    assert (word_links(settled.model, a) - word_links(plain.model, b)).abs().max() > 1e-3
+    assert main(["--treebank", "nltk:treebank", "--model", str(model_dir), "--link-mean", "arithmetic",
+                 "--output", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "has no neighbour links" in err and "Traceback" not in err
+
+
 def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir, capsys):
     import runpy
     from pathlib import Path
@@ -397,6 +428,29 @@ def test_attachment_study_bad_arguments_are_one_clear_line(args, message, consti
     with pytest.raises(SystemExit):
         study["main"](["--model", str(constituent_dir / "missing"), "--treebank", "nltk:treebank"])
     assert "--model" in capsys.readouterr().err
+
+
+def test_studies_settle_with_the_link_rule_as_if_trained_with_it(constituent_dir, model_dir, tmp_path, capsys):
+    """readout_study --link-mean/--link-choice scores the model exactly as a copy whose config names that rule;
+    attachment_study refuses them for a model without neighbour links."""
+    import runpy
+    from pathlib import Path
+
+    copy = tmp_path / "copy"
+    shutil.copytree(constituent_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "link_mean": "arithmetic", "link_choice": "open"}))
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "readout_study.py"))
+    base = ["--treebank", "nltk:treebank", "--max-sentences", "6"]
+    assert study["main"](["--model", str(constituent_dir), "--link-mean", "arithmetic", "--link-choice", "open", *base]) == 0
+    settled = capsys.readouterr().out
+    assert study["main"](["--model", str(copy), *base]) == 0
+    assert settled == capsys.readouterr().out and settled.count("links") == 5
+    attachment = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "attachment_study.py"))
+    with pytest.raises(SystemExit) as exit_info:
+        attachment["main"](["--model", str(model_dir), "--link-choice", "open", *base])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "link_choice: the model" in err and "has no neighbour links" in err
 
 
 def test_seed_summary_mean_and_sd_by_hand(tmp_path, capsys):

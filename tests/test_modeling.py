@@ -51,6 +51,7 @@ def batch(seed=0, B=2, N=9, vocab=50):
         ("position_features", 7, "position_features"),
         ("consensus_prior", "tree", "consensus_prior"),
         ("link_mean", "harmonic", "link_mean"),
+        ("link_choice", "closed", "link_choice"),
     ],
 )
 def test_invalid_config_is_rejected_with_the_field_name(field, value, words):
@@ -211,6 +212,24 @@ def test_neighbour_links_by_hand():
     # link_mean="arithmetic": the average of the two choices, (1 + (1 - s)) / 2 and (s + 1) / 2
     arithmetic = neighbour_links(z, z, torch.ones(2, 1, 1), torch.ones(1, 3, dtype=torch.bool), "arithmetic")
     torch.testing.assert_close(arithmetic[0, 0], torch.tensor([1 - s / 2, (1 + s) / 2]), atol=1e-4, rtol=0)
+
+
+def test_open_link_choice_turns_a_column_to_its_open_side_by_hand():
+    """The columns of the test above with link_choice="open": level 0 is unchanged, a = (sqrt(1 - s), sqrt(s)),
+    so column 1 is closed more on its left. At level 1 its logit for the right, -1, gains the log of how open
+    each side is: -1 + log(1 - a_1) - log(1 - a_0), so it now looks right with p = sigmoid of that (0.55);
+    the edge columns still have one choice. Links 1 - (1 - a)(1 - (sqrt(1 - p), sqrt(p)))."""
+    e1, e2 = torch.eye(2)
+    z = torch.stack([e1, e1, e2]).expand(2, 1, 3, 2)  # (L=2, B=1, N=3, D=2)
+    links = neighbour_links(z, z, torch.ones(2, 1, 1), torch.ones(1, 3, dtype=torch.bool), choice="open")
+    s = 1 / (1 + math.e)
+    a = torch.tensor([math.sqrt(1 - s), math.sqrt(s)])
+    p = torch.sigmoid(-1 + torch.log(1 - a[1]) - torch.log(1 - a[0]))
+    assert 0.54 < p < 0.56
+    torch.testing.assert_close(links[0, 0], a, atol=1e-4, rtol=0)
+    torch.testing.assert_close(links[1, 0], 1 - (1 - a) * (1 - torch.stack([(1 - p).sqrt(), p.sqrt()])), atol=1e-4, rtol=0)
+    free = neighbour_links(z, z, torch.ones(2, 1, 1), torch.ones(1, 3, dtype=torch.bool))
+    assert links[1, 0, 1] > free[1, 0, 1] and links[1, 0, 0] < free[1, 0, 0]  # the open side gained, the closed one lost
 
 
 def test_neighbour_links_with_separate_queries_and_keys_by_hand():

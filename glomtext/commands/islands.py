@@ -72,6 +72,15 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", type=thresholds, default=[DEFAULT_THRESHOLD], metavar="COS[,COS...]",
                    help=f"cosine threshold: one value, or one per level separated by commas (default: {DEFAULT_THRESHOLD})")
     p.add_argument("--nested", action="store_true", help="make each island a union of islands of the level below")
+    add_link_rule_arguments(p)
+
+
+def add_link_rule_arguments(p: argparse.ArgumentParser) -> None:
+    """--link-mean / --link-choice: settle a model with neighbour links with another link rule than it was trained with."""
+    from glomtext.configuration_glomtext import LINK_CHOICES, LINK_MEANS
+
+    p.add_argument("--link-mean", choices=LINK_MEANS, help="settle with this link_mean instead of the model's (inference only)")
+    p.add_argument("--link-choice", choices=LINK_CHOICES, help="settle with this link_choice instead of the model's (inference only)")
 
 
 def thresholds(text: str) -> list[float]:
@@ -116,7 +125,7 @@ def load(args: argparse.Namespace):
     logging.set_verbosity_error()  # no load report (an MLM checkpoint's head is unused here) ...
     logging.disable_progress_bar()  # ... and no bar for loading a few weights
     try:
-        return load_model(args.model)
+        return load_model(args.model, link_mean=args.link_mean, link_choice=args.link_choice)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
 

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from glomtext.commands.islands import add_link_rule_arguments
 from glomtext.evaluation.readers import ReadError
 from glomtext.evaluation.units import KINDS
 from glomtext.islands import READOUTS
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--right-skew", type=float, metavar="BIAS",
                    help="also score the model's trees with the right-skew bias of Kim et al. (2020) added to the distances, "
                         "as separate rows (a branching-direction prior; the default rows stay unbiased)")
+    add_link_rule_arguments(p)
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0, help="first seed of the random-tree baseline (5 seeds: SEED .. SEED+4)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -79,7 +81,8 @@ def load_systems(args: argparse.Namespace):
     from glomtext.evaluation.systems import Backbone, GlomText
 
     glom = GlomText(args.model, iterations=args.iterations, batch_size=args.batch_size, device=args.device,
-                    tree_levels=args.tree_levels, right_skew=args.right_skew, tree_readout=args.tree_readout) if args.model else None
+                    tree_levels=args.tree_levels, right_skew=args.right_skew, tree_readout=args.tree_readout,
+                    link_mean=args.link_mean, link_choice=args.link_choice) if args.model else None
     name = args.backbone or (glom.backbone if glom else None)
     if not name or name.lower() == "none":
         return glom, None
@@ -109,6 +112,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
     results: dict = {"config": {"command": "glomtext eval " + shlex.join(argv), "treebank": args.treebank, "model": args.model,
                                 "backbone": backbone.label if backbone else None, "iterations": args.iterations,
                                 "tree_levels": args.tree_levels, "tree_readout": args.tree_readout, "right_skew": args.right_skew,
+                                "link_mean": args.link_mean, "link_choice": args.link_choice,
                                 "max_sentences": args.max_sentences, "seed": args.seed}, "timing_s": {}, "units": {}}
     examples = []
     if args.treebank:

@@ -70,10 +70,11 @@ class GlomText:
     name = "glomtext"
 
     def __init__(self, model_dir: str, *, iterations: int | None = None, batch_size: int = 32, device: str | None = None,
-                 tree_levels: Sequence[int] | None = None, right_skew: float | None = None, tree_readout: str = "cosine"):
+                 tree_levels: Sequence[int] | None = None, right_skew: float | None = None, tree_readout: str = "cosine",
+                 link_mean: str | None = None, link_choice: str | None = None):
         from glomtext.islands import READOUTS, load_model
 
-        self.model, self.tokenizer = load_model(model_dir)
+        self.model, self.tokenizer = load_model(model_dir, link_mean=link_mean, link_choice=link_choice)
         self.label = model_dir
         self.iterations = iterations
         self.batch_size = batch_size
