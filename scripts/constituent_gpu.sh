@@ -10,7 +10,7 @@
 # did: 1 and 3 on 2 CPU cores, 2 on one H200 with the corpus and tokenizer carried over):
 #   1. OUT/corpus.txt and OUT/tokenizer (scripts/export_corpus.py; needs the NLTK data of GLOMTEXT_DATA)
 #   2. the runs, OUT/W0, OUT/S0, ... (a CUDA GPU at the default sizes; a finished run is not trained again)
-#   3. the scores, OUT/eval_{half}_{run}, and their mean +- sd per arm (CPU is fine)
+#   3. the scores, OUT/eval_{half}_[...]{run} (named below), and their mean +- sd per arm (CPU is fine)
 # STAGES="1 2 3" (default) picks the stages to run, e.g. STAGES=2 on the GPU machine and STAGES=3 back on a CPU.
 # Variants for stage 2: STEPS=N also stops each run after N steps; OVERRIDES=k=v,... more config overrides (e.g.
 # attention_reach=full); TRAIN_ARGS="..." more pretraining flags (e.g. --mlm_probability 0.3).
