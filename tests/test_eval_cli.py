@@ -151,6 +151,8 @@ def test_baselines_only(tmp_path):
     (["--units", "ud_prt"], "give KIND=PATH"),
     (["--treebank", "nltk:treebank", "--model", "no/such/model"], "model directory 'no/such/model' not found"),
     (["--treebank", "nltk:treebank", "--model", "MODEL", "--tree-levels", "0", "3"], "tree levels [0, 3]: the model"),
+    (["--treebank", "nltk:treebank", "--model", "MODEL", "--island-threshold", "0.9,0.8"],
+     "island threshold [0.9, 0.8]: give one value or one per level of the model"),
 ])
 def test_bad_arguments_get_one_clear_line(args, message, model_dir, tmp_path, capsys):
     args = [str(model_dir) if a == "MODEL" else a for a in args]
@@ -163,6 +165,8 @@ def test_bad_arguments_get_one_clear_line(args, message, model_dir, tmp_path, ca
                                   ["--treebank", "nltk:treebank", "--tree-levels", "0"],
                                   ["--treebank", "nltk:treebank", "--right-skew", "2"],
                                   ["--treebank", "nltk:treebank", "--tree-readout", "links"],
+                                  ["--treebank", "nltk:treebank", "--island-threshold", "0.5"],
+                                  ["--treebank", "nltk:treebank", "--model", "m", "--island-threshold", "high"],
                                   ["--treebank", "nltk:treebank", "--model", "m", "--right-skew", "0"]])
 def test_usage_errors(args, tmp_path):
     with pytest.raises(SystemExit) as e:
@@ -202,7 +206,7 @@ def test_backbone_word_vectors_per_layer():
         assert torch.allclose(states, backbone.states([sentence])[0], atol=1e-4)  # order restored, padding harmless
     units = read_units("export", str(data_dir() / "disco" / "alpinosample.export"))
     scores = evaluate_units(units, systems=[backbone], progress=False)["systems"]["backbone_cosine"]
-    assert len(scores["island_threshold"]) == 7  # calibrated per layer
+    assert len(scores["islands"]["threshold"]) == 7  # calibrated per layer
     assert (scores["discontinuous"]["n_units"], scores["discontinuous"]["n_auc"]) == (2, 2)
     assert len(scores["disc_bracket"]["by_level"]) == 7 and scores["disc_bracket"]["any_level"]["gold"] == 2
 
@@ -276,6 +280,40 @@ def test_eval_settles_with_another_link_rule(constituent_dir, model_dir, tmp_pat
                  "--output", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "has no neighbour links" in err and "Traceback" not in err
+
+
+def test_island_options_choose_how_the_scored_islands_are_found(model_dir, tmp_path):
+    """--island-threshold / --island-method / --island-nested are the islands' options for every island score,
+    recorded with the results; a threshold of -1 joins every sentence into one island at every level."""
+    from glomtext.evaluation.constituency import island_stats
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import find_islands_batch
+
+    def scores(*options):
+        out = tmp_path / "_".join(options)
+        assert main(["--treebank", "nltk:treebank", "--max-sentences", "6", "--model", str(model_dir), "--backbone", "none",
+                     "--units", "ptb_traces", *options, "--output", str(out), "--no-progress"]) == 0
+        return json.loads((out / "results.json").read_text()), (out / "report.md").read_text()
+
+    golds = prepare_golds(*read_ptb("nltk:treebank", 6))
+    results, report = scores("--island-threshold", "0.5,0.6,0.7", "--island-method", "single", "--island-nested")
+    options = {"method": "single", "threshold": [0.5, 0.6, 0.7], "nested": True}
+    assert results["config"]["islands"] == options == results["constituency"]["systems"]["glomtext"]["islands"]
+    assert results["units"]["ptb_traces"]["systems"]["glomtext"]["islands"] == options
+    assert "single linkage, cosine thresholds 0.5, 0.6, 0.7 per level, nested" in report
+    states = list(iter_states(GlomText(str(model_dir)), [g.words for g in golds], progress=False))
+    direct = island_stats(find_islands_batch(states, **options), golds)
+    assert results["constituency"]["systems"]["glomtext"]["islands_by_level"] == pytest.approx(direct)
+
+    default, report = scores()
+    assert default["config"]["islands"] == {"method": "average", "threshold": 0.9, "nested": False}
+    assert "(average linkage, cosine threshold 0.9)" in report
+
+    whole, _ = scores("--island-threshold", "-1")
+    lengths = [len(g.words) for g in golds]
+    for level in whole["constituency"]["systems"]["glomtext"]["islands_by_level"]:
+        assert (level["n_islands"], level["precision"]) == (6, 100.0)  # the sentence is a gold constituent
+        assert level["mean_size"] == pytest.approx(sum(lengths) / 6)
 
 
 def test_readout_study_scores_every_level_with_cosines_and_links(constituent_dir, capsys):

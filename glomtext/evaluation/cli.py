@@ -18,10 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-from glomtext.commands.islands import add_link_rule_arguments
+from glomtext.commands.islands import add_link_rule_arguments, thresholds
 from glomtext.evaluation.readers import ReadError
 from glomtext.evaluation.units import KINDS
-from glomtext.islands import READOUTS
+from glomtext.islands import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, READOUTS
 
 
 def positive_int(text: str) -> int:
@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score the model's trees with the right-skew bias of Kim et al. (2020) added to the distances, "
                         "as separate rows (a branching-direction prior; the default rows stay unbiased)")
     add_link_rule_arguments(p)
+    p.add_argument("--island-threshold", type=thresholds, metavar="COS[,COS...]",
+                   help=f"cosine threshold of the model's islands: one value, or one per level separated by commas "
+                        f"(default: {DEFAULT_THRESHOLD}, as glomtext islands)")
+    p.add_argument("--island-method", choices=METHODS, help=f"linkage that groups the model's islands (default: {DEFAULT_METHOD})")
+    p.add_argument("--island-nested", action="store_true", help="make each of the model's islands a union of islands of the level below")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0, help="first seed of the random-tree baseline (5 seeds: SEED .. SEED+4)")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
@@ -75,6 +80,14 @@ def parse_units(specs: list[str], treebank: str | None) -> list[tuple[str, str]]
     return out
 
 
+def island_options(args: argparse.Namespace) -> dict:
+    """The --island-* options that were given, as ``find_islands`` options."""
+    options = {"method": args.island_method, "nested": args.island_nested or None}
+    if args.island_threshold:
+        options["threshold"] = args.island_threshold[0] if len(args.island_threshold) == 1 else args.island_threshold
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def load_systems(args: argparse.Namespace):
     """(glomtext model or None, backbone or None) as the arguments ask. A backbone named only in the
     model's config that cannot be loaded is skipped with a warning; one asked for is required."""
@@ -82,7 +95,7 @@ def load_systems(args: argparse.Namespace):
 
     glom = GlomText(args.model, iterations=args.iterations, batch_size=args.batch_size, device=args.device,
                     tree_levels=args.tree_levels, right_skew=args.right_skew, tree_readout=args.tree_readout,
-                    link_mean=args.link_mean, link_choice=args.link_choice) if args.model else None
+                    link_mean=args.link_mean, link_choice=args.link_choice, island_options=island_options(args)) if args.model else None
     name = args.backbone or (glom.backbone if glom else None)
     if not name or name.lower() == "none":
         return glom, None
@@ -113,6 +126,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
                                 "backbone": backbone.label if backbone else None, "iterations": args.iterations,
                                 "tree_levels": args.tree_levels, "tree_readout": args.tree_readout, "right_skew": args.right_skew,
                                 "link_mean": args.link_mean, "link_choice": args.link_choice,
+                                "islands": glom.island_options if glom else None,
                                 "max_sentences": args.max_sentences, "seed": args.seed}, "timing_s": {}, "units": {}}
     examples = []
     if args.treebank:
@@ -142,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.treebank and not args.units:
         parser.error("give --treebank and/or --units")
     for given, flag in ((args.tree_levels, "--tree-levels"), (args.right_skew is not None, "--right-skew"),
-                        (args.tree_readout != "cosine", "--tree-readout")):
+                        (args.tree_readout != "cosine", "--tree-readout"), (args.link_mean, "--link-mean"),
+                        (args.link_choice, "--link-choice"), (args.island_threshold, "--island-threshold"),
+                        (args.island_method, "--island-method"), (args.island_nested, "--island-nested")):
         if given and not args.model:
             parser.error(f"{flag} needs --model")
     if args.right_skew is not None and not args.right_skew > 0:

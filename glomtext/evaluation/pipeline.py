@@ -54,7 +54,7 @@ def _trees_and_islands(system, sentences: list[tuple[str, ...]], to_tree, progre
     trees, islands, pending = {}, {}, []
 
     def flush():
-        for (words, _), found in zip(pending, islands_of([s for _, s in pending])):
+        for (words, _), found in zip(pending, islands_of([s for _, s in pending], **system.island_options)):
             islands[words] = found
         pending.clear()
 
@@ -118,6 +118,7 @@ def _glomtext(golds, sentences, glom, progress) -> tuple[dict, dict]:
     """The model's distance trees, and its islands per level against the gold constituents."""
     systems, trees, islands = _glom_systems(golds, sentences, glom, progress, keep_islands={tuple(g.words) for g in golds})
     systems["glomtext"]["islands_by_level"] = island_stats([islands[tuple(g.words)] for g in golds], golds)
+    systems["glomtext"]["islands"] = glom.island_options
     return systems, trees
 
 
@@ -155,11 +156,12 @@ def evaluate_constituency(golds: Sequence[GoldSentence], *, glom=None, backbone=
 def evaluate_units(units: UnitSet, *, systems: Sequence = (), progress: bool = True) -> dict:
     """Counts of one KIND's units and, for each system (glomtext, backbone), its unit scores.
 
-    glomtext islands use the library's default threshold (what ``glomtext islands`` shows); a
-    backbone's cosines have no common scale, so its islands use one threshold per layer calibrated
-    on the first CALIBRATION sentences (``calibrate_thresholds``: the 90th percentile of pair cosines).
+    glomtext islands are found with the model's ``island_options`` (the library's defaults unless
+    ``glomtext eval --island-*`` set them, as ``glomtext islands`` shows them); a backbone's cosines
+    have no common scale, so its islands use one threshold per layer calibrated on the first
+    CALIBRATION sentences (``calibrate_thresholds``: the 90th percentile of pair cosines).
     """
-    from glomtext.islands import DEFAULT_THRESHOLD, calibrate_thresholds
+    from glomtext.islands import calibrate_thresholds
 
     out = {"path": units.path, "counts": units.counts(), "read": units.log.as_dict(), "notes": dict(units.notes), "systems": {}}
     sentences = [s.words for s in units.sentences]
@@ -167,13 +169,13 @@ def evaluate_units(units: UnitSet, *, systems: Sequence = (), progress: bool = T
         scorer = UnitScorer(system.n_levels)
         states = iter_states(system, sentences, progress, f"{units.kind}: {system.name}")
         first = list(islice(states, CALIBRATION))
-        threshold = DEFAULT_THRESHOLD
+        options = dict(system.island_options)
         if system.name != "glomtext" and any(len(s) >= 2 for s in first):
-            threshold = calibrate_thresholds(first)
+            options["threshold"] = calibrate_thresholds(first)
         pending = []
 
         def flush():
-            for (sentence, vectors), found in zip(pending, islands_of([v for _, v in pending], threshold)):
+            for (sentence, vectors), found in zip(pending, islands_of([v for _, v in pending], **options)):
                 scorer.add(sentence, vectors, found)
             pending.clear()
 
@@ -184,5 +186,5 @@ def evaluate_units(units: UnitSet, *, systems: Sequence = (), progress: bool = T
         flush()
         name = "glomtext" if system.name == "glomtext" else "backbone_cosine"
         out["systems"][name] = {**scorer.result(), "levels": "model levels" if name == "glomtext" else "embedding output + layers",
-                                "island_threshold": threshold}
+                                "islands": options}
     return out

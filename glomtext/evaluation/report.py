@@ -120,8 +120,9 @@ def _constituency_markdown(c: dict) -> list[str]:
                    [[s] + [_f(c["systems"][s]["f1_by_length"][b]["sentence_f1"]) for b in bins] for s in systems]), ""]
     if "glomtext" in c["systems"]:
         out += ["### glomtext islands per level against gold constituents", "",
-                "Islands of 2+ words; gold constituents of 2+ words, whole sentence included. Precision: share of islands "
-                "that are a gold constituent; recall: share of constituents that are an island.", "",
+                f"Islands ({island_settings(c['systems']['glomtext'].get('islands'))}) of 2+ words; gold constituents of 2+ words, "
+                "whole sentence included. Precision: share of islands that are a gold constituent; recall: share of "
+                "constituents that are an island.", "",
                 _table(["level", "islands", "precision", "recall", "mean size", "gold mean size", "discontinuous %"],
                        [[r["level"], r["n_islands"], _f(r["precision"]), _f(r["recall"]), _f(r["mean_size"]), _f(r["gold_mean_size"]), _f(r["discontinuous"])]
                         for r in c["systems"]["glomtext"]["islands_by_level"]]), ""]
@@ -144,9 +145,20 @@ def _units_markdown(kind: str, u: dict) -> list[str]:
                  _f(r["disc_bracket"]["by_level"][level]["f1"])] for level in range(len(d["exact_by_level"]))]
         rows.append(["any", _f(d["exact_any_level"]), _f(d["contained_any_level"]), "", _f(g["exact_any_level"]), _f(g["contained_any_level"]), "",
                      _f(r["disc_bracket"]["any_level"]["f1"])])
-        out += [f"{name} per level ({r['levels']}):", "",
+        out += [f"{name} per level ({r['levels']}; islands: {island_settings(r.get('islands'))}):", "",
                 _table(["level", "disc. exact", "disc. contained", "disc. AUC", "contig. exact", "contig. contained", "contig. AUC", "disc. bracket F1"], rows), ""]
     return out
+
+
+def island_settings(options: dict | None) -> str:
+    """How islands were found, in words: 'average linkage, cosine threshold 0.9'."""
+    if not options:  # results written before the options were recorded
+        return "library defaults"
+    threshold = options.get("threshold")
+    per_level = isinstance(threshold, (list, tuple))
+    text = f"{options.get('method', 'average')} linkage, cosine threshold" + (
+        f"s {', '.join(f'{t:.3g}' for t in threshold)} per level" if per_level else f" {threshold:.3g}")
+    return text + (", nested" if options.get("nested") else "")
 
 
 def _at(values: list, i: int):

@@ -29,6 +29,7 @@ class Backbone:
     """A pretrained BERT-family encoder giving word vectors at every layer."""
 
     name = "backbone"
+    island_options: dict = {}  # its threshold is calibrated per layer where islands are scored (evaluate_units)
 
     def __init__(self, name_or_path: str, *, batch_size: int = 32, device: str | None = None):
         from transformers import AutoModel, AutoTokenizer
@@ -71,8 +72,8 @@ class GlomText:
 
     def __init__(self, model_dir: str, *, iterations: int | None = None, batch_size: int = 32, device: str | None = None,
                  tree_levels: Sequence[int] | None = None, right_skew: float | None = None, tree_readout: str = "cosine",
-                 link_mean: str | None = None, link_choice: str | None = None):
-        from glomtext.islands import READOUTS, load_model
+                 link_mean: str | None = None, link_choice: str | None = None, island_options: dict | None = None):
+        from glomtext.islands import DEFAULT_METHOD, DEFAULT_THRESHOLD, READOUTS, load_model
 
         self.model, self.tokenizer = load_model(model_dir, link_mean=link_mean, link_choice=link_choice)
         self.label = model_dir
@@ -92,6 +93,11 @@ class GlomText:
         if tree_readout.startswith("links") and self.model.config.consensus_prior == "none":
             raise ValueError(f"tree read-out {tree_readout!r}: the model {model_dir} has no constituent consensus_prior, so no links")
         self.tree_readout = tree_readout
+        # find_islands' options, defaults filled in (what results.json records)
+        self.island_options = {"method": DEFAULT_METHOD, "threshold": DEFAULT_THRESHOLD, "nested": False, **(island_options or {})}
+        threshold = self.island_options.get("threshold")
+        if isinstance(threshold, (list, tuple)) and len(threshold) != self.n_levels:
+            raise ValueError(f"island threshold {list(threshold)}: give one value or one per level of the model {model_dir} ({self.n_levels})")
 
     def distances(self, words: Sequence[str], states: torch.Tensor, readout: str = "cosine", levels: Sequence[int] | None = None) -> torch.Tensor:
         """Adjacent-word distances (W-1,) of one sentence's (W, L, D) states (``glomtext.islands.adjacent_distances``);
@@ -174,9 +180,9 @@ def iter_states(system, sentences: Sequence[Sequence[str]], progress: bool = Tru
             bar.update(len(chunk))
 
 
-def islands_of(states: Sequence[torch.Tensor], threshold: float | Sequence[float] | None = None) -> list[list[list]]:
-    """Islands per sentence and level for a batch of (W, L, D) states (glomtext.islands' default
-    method; its default threshold unless one, or one per level, is given)."""
-    from glomtext.islands import DEFAULT_THRESHOLD, find_islands_batch
+def islands_of(states: Sequence[torch.Tensor], **options) -> list[list[list]]:
+    """Islands per sentence and level for a batch of (W, L, D) states; ``options`` are those of
+    ``glomtext.islands.find_islands`` (method, threshold, nested), its defaults where not given."""
+    from glomtext.islands import find_islands_batch
 
-    return find_islands_batch(list(states), threshold=DEFAULT_THRESHOLD if threshold is None else threshold)
+    return find_islands_batch(list(states), **options)
