@@ -95,7 +95,7 @@ class GlomText:
         self.tree_readout = tree_readout
         # find_islands' options, defaults filled in (what results.json records)
         self.island_options = {"method": DEFAULT_METHOD, "threshold": DEFAULT_THRESHOLD, "nested": False, **(island_options or {})}
-        threshold = self.island_options.get("threshold")
+        threshold = self.island_options["threshold"]
         if isinstance(threshold, (list, tuple)) and len(threshold) != self.n_levels:
             raise ValueError(f"island threshold {list(threshold)}: give one value or one per level of the model {model_dir} ({self.n_levels})")
 
