@@ -532,14 +532,6 @@ def _word_labels(level_islands: Sequence[Island], num_words: int) -> list[int]:
     return label
 
 
-def ptb(tree: Tree) -> str:
-    """One-line PTB string with round brackets inside words escaped as -LRB- / -RRB-."""
-    escaped = tree.copy(deep=True)
-    for pos in escaped.treepositions("leaves"):
-        escaped[pos] = escaped[pos].replace("(", "-LRB-").replace(")", "-RRB-")
-    return to_ptb(escaped)
-
-
 # --------------------------------------------------------------------------------------------
 # Ambiguity: how a word's vector moves with context
 # --------------------------------------------------------------------------------------------
@@ -600,8 +592,8 @@ class SentenceIslands:
             "islands": [[isl.to_dict(self.words) for isl in level] for level in self.islands],
             "distances": [round(d, 6) for d in self.distances],
             "trees": {
-                "distance": None if empty else ptb(self.distance_tree()),
-                "islands": None if empty else ptb(self.island_tree()),
+                "distance": None if empty else to_ptb(self.distance_tree()),
+                "islands": None if empty else to_ptb(self.island_tree()),
             },
             "windows": self.windows,
         }

@@ -118,5 +118,8 @@ def balanced(words: Sequence[str], label: str = "X") -> Tree:
 
 
 def to_ptb(tree: Tree) -> str:
-    """One-line PTB bracket string."""
-    return tree.pformat(margin=10**9)
+    """One-line PTB bracket string; round brackets inside words are escaped as -LRB- / -RRB-."""
+    escaped = tree.copy(deep=True)
+    for pos in escaped.treepositions("leaves"):
+        escaped[pos] = escaped[pos].replace("(", "-LRB-").replace(")", "-RRB-")
+    return escaped.pformat(margin=10**9)

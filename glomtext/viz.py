@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from nltk import Tree
 
-from glomtext.islands import Island, SentenceIslands, find_islands_batch, ptb, word_trajectory
+from glomtext.islands import Island, SentenceIslands, find_islands_batch, word_trajectory
+from glomtext.trees import to_ptb
 
 SINGLETON_COLOUR = "#e4e4e4"
 
@@ -247,8 +248,8 @@ def html_sentence(result: SentenceIslands, sentence_id: int | str = "") -> str:
         rows.append(f"<tr><th>level {level}</th><td>{cells}</td></tr>")
     trees = ""
     if result.words:
-        trees = (f"<pre>distance tree: {html.escape(ptb(result.distance_tree()))}\n"
-                 f"island tree:   {html.escape(ptb(result.island_tree()))}</pre>")
+        trees = (f"<pre>distance tree: {html.escape(to_ptb(result.distance_tree()))}\n"
+                 f"island tree:   {html.escape(to_ptb(result.island_tree()))}</pre>")
     body = "\n".join(rows) if rows and result.words else "<tr><td>(no words)</td></tr>"
     return f'<section><p class="text">{html.escape(printable(result.sentence))}</p>\n<table>\n{body}\n</table>\n{trees}</section>\n'
 

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 import torch
+from nltk import Tree
 
 from glomtext import GlomTextConfig, GlomTextForMaskedLM
 from glomtext.cli import main as glomtext_main
@@ -17,7 +18,7 @@ from glomtext.evaluation.systems import iter_states, model_words, resolve_backbo
 from glomtext.evaluation.units import read_units
 from glomtext.paths import data_dir
 from glomtext.islands import adjacent_distances
-from glomtext.trees import right_branching, tree_from_distances
+from glomtext.trees import right_branching, to_ptb, tree_from_distances
 
 BASELINES = {"right_branching", "left_branching", "balanced", "random"}
 
@@ -50,11 +51,21 @@ def test_eval_with_a_model_writes_every_output(model_dir, tmp_path, capsys):
         assert 0 <= r["sentence_f1"] <= 100 and 0 <= r["corpus_f1"] <= 100
     assert [lvl["level"] for lvl in c["systems"]["glomtext"]["islands_by_level"]] == [0, 1, 2]
     # the pipeline's right-branching numbers are those of the scorer run directly
-    trees, log = read_ptb("nltk:treebank", 12)
+    golds = prepare_golds(*read_ptb("nltk:treebank", 12))
     direct = ConstituencyScorer()
-    for g in prepare_golds(trees, log):
+    for g in golds:
         direct.add(g, right_branching(g.words), right_branching(g.evalb_words))
     assert c["systems"]["right_branching"]["sentence_f1"] == pytest.approx(direct.result()["sentence_f1"])
+    # trees.jsonl: every sentence's gold and predicted trees, and rescoring the model's gives the report's F1
+    rows = [json.loads(line) for line in (out / "trees.jsonl").read_text().splitlines()]
+    assert [(r["source"], r["words"]) for r in rows] == [(g.source, g.words) for g in golds]
+    rescored = ConstituencyScorer()
+    for r, g in zip(rows, golds):
+        assert set(r["predicted"]) == {"right_branching", "glomtext"}
+        assert r["predicted"]["right_branching"] == to_ptb(right_branching(g.words))
+        assert Tree.fromstring(r["gold"]) == g.tree
+        rescored.add(g, Tree.fromstring(r["predicted"]["glomtext"]))
+    assert rescored.result()["sentence_f1"] == pytest.approx(c["systems"]["glomtext"]["sentence_f1"])
     units = results["units"]
     assert set(units) == {"ptb_traces", "export"} and units["export"]["counts"]["discontinuous"] == 2
     assert len(units["ptb_traces"]["systems"]["glomtext"]["discontinuous"]["exact_by_level"]) == 3
@@ -124,6 +135,9 @@ def test_right_skew_rows_are_added_beside_the_unbiased_ones(model_dir, tmp_path)
     assert "| glomtext untrained (same config and read-out, fresh weights, seed 0) + right-skew bias 1000 (a branching-direction prior) |" in report
     for name in ("glomtext_right_skew", "glomtext_untrained_right_skew"):
         assert systems[name]["sentence_f1"] == pytest.approx(systems["right_branching"]["sentence_f1"])
+    for row in map(json.loads, (out / "trees.jsonl").read_text().splitlines()):  # the skewed trees are kept too
+        assert set(row["predicted"]) == {"right_branching", "glomtext", "glomtext_right_skew"}
+        assert row["predicted"]["glomtext_right_skew"] == row["predicted"]["right_branching"]
     # with a moderate bias, each row is its read-out scored directly (level-1 distances, without and with the bias)
     assert main(args + ["--right-skew", "0.5"]) == 0
     systems = json.loads((out / "results.json").read_text())["constituency"]["systems"]

@@ -34,13 +34,12 @@ from glomtext.islands import (
     find_islands_batch,
     island_tree,
     load_model,
-    ptb,
     word_links,
     word_states,
     word_trajectory,
     write_jsonl,
 )
-from glomtext.trees import tree_spans
+from glomtext.trees import to_ptb, tree_spans
 from glomtext.words import pool_to_words
 
 
@@ -191,7 +190,7 @@ def test_links_readout_splits_at_the_weakest_neighbour_link_worked_out_by_hand(p
     x = plant([[[0, 1], [2, 3]]] * 3, 4)
     links = word_links(model, x)
     assert adjacent_distances(x, readout="links", links=links).tolist() == pytest.approx([0, 1, 0], abs=1e-3)
-    assert ptb(distance_tree(list("abcd"), x, readout="links", links=links)) == "(X (X a b) (X c d))"
+    assert to_ptb(distance_tree(list("abcd"), x, readout="links", links=links)) == "(X (X a b) (X c d))"
 
 
 def test_links_readout_needs_links_of_a_constituent_model_and_only_it_takes_them():
@@ -218,8 +217,8 @@ def test_links_top_down_is_tree_transformers_parse_worked_out_by_hand():
     torch.testing.assert_close(adjacent_distances(x, readout="links", links=links), 1 - links.mean(0))
     top_down = adjacent_distances(x, readout="links_top_down", links=links)
     torch.testing.assert_close(top_down, torch.tensor([3.0, 0.1, 3.5, 0.05]))
-    assert ptb(distance_tree(list("abcde"), x, readout="links", links=links)) == "(X a (X (X b c) (X d e)))"
-    assert ptb(distance_tree(list("abcde"), x, readout="links_top_down", links=links)) == "(X (X a (X b c)) (X d e))"
+    assert to_ptb(distance_tree(list("abcde"), x, readout="links", links=links)) == "(X a (X (X b c) (X d e)))"
+    assert to_ptb(distance_tree(list("abcde"), x, readout="links_top_down", links=links)) == "(X (X a (X b c)) (X d e))"
     # levels 0-1 only: pairs 0 and 2 are both split at level 1; pair 0's link there is weaker
     torch.testing.assert_close(adjacent_distances(x, readout="links_top_down", links=links, levels=[0, 1]),
                                torch.tensor([3.0, 0.1, 2.5, 0.05]))
@@ -232,8 +231,8 @@ def test_links_average_merges_by_the_mean_prior_worked_out_by_hand():
     links = torch.tensor([[0.0, 0.5, 0.5], [0.9, 0.9, 0.5]])  # (L=2, W-1=3)
     x = torch.zeros(4, 2, 8)
     torch.testing.assert_close(adjacent_distances(x, readout="links_average", links=links), torch.tensor([2.0, 1.0, 3.0]))
-    assert ptb(distance_tree(list("abcd"), x, readout="links_average", links=links)) == "(X (X a (X b c)) d)"
-    assert ptb(distance_tree(list("abcd"), x, readout="links", links=links)) == "(X a (X (X b c) d))"
+    assert to_ptb(distance_tree(list("abcd"), x, readout="links_average", links=links)) == "(X (X a (X b c)) d)"
+    assert to_ptb(distance_tree(list("abcd"), x, readout="links", links=links)) == "(X a (X (X b c) d))"
     # level 1 alone: a-b and b-c tie at .9, and b-c, nearer the middle, merges first; then a|bc, (.9 + .81) / 2 = .855,
     # beats bc|d, (.45 + .5) / 2 = .475
     torch.testing.assert_close(adjacent_distances(x, readout="links_average", links=links, levels=[1]), torch.tensor([2.0, 1.0, 3.0]))
@@ -268,13 +267,13 @@ def test_front_end_links_of_words_are_the_links_at_their_boundary_pieces(prior):
 def test_island_tree_links_the_fragments_of_a_discontinuous_island():
     words = "He shut the noisy kids up".split()
     tree = island_tree(words, find_islands(plant(SHUT_UP, 6), nested=True))
-    assert ptb(tree) == "(L3 He (L2 (L1*1 shut) (L1 the noisy kids) (L1*1 up)))"
+    assert to_ptb(tree) == "(L3 He (L2 (L1*1 shut) (L1 the noisy kids) (L1*1 up)))"
 
 
 def test_island_tree_refines_islands_that_are_not_nested_and_rejects_bad_ones():
     words = list("abc")
     islands = find_islands(plant([[[0, 1], [2]], [[0], [1, 2]]], 3))  # level 0 {0,1} crosses level 1 {1,2}
-    assert ptb(island_tree(words, islands)) == "(X a (L1 b c))"  # level 0 refined to {0} {1} {2}
+    assert to_ptb(island_tree(words, islands)) == "(X a (L1 b c))"  # level 0 refined to {0} {1} {2}
     assert island_tree([], [[], []]) == Tree("X", [])
     with pytest.raises(ValueError, match="do not cover word 2"):
         island_tree(words, [[Island(0, (0, 1), 1.0)]])
@@ -283,7 +282,7 @@ def test_island_tree_refines_islands_that_are_not_nested_and_rejects_bad_ones():
 
 
 def test_ptb_escapes_brackets_inside_words():
-    assert ptb(Tree("X", ["f(x)", Tree("X", [")", "é🙂"])])) == "(X f-LRB-x-RRB- (X -RRB- é🙂))"
+    assert to_ptb(Tree("X", ["f(x)", Tree("X", [")", "é🙂"])])) == "(X f-LRB-x-RRB- (X -RRB- é🙂))"
 
 
 def test_word_trajectory_by_hand():

@@ -32,9 +32,9 @@ from glomtext.islands import (
     SentenceIslands,
     extract_islands,
     load_model,
-    ptb,
     write_jsonl,
 )
+from glomtext.trees import to_ptb
 from glomtext.viz import html_footer, html_header, html_sentence, printable
 
 PROG = "glomtext islands"
@@ -253,7 +253,7 @@ def write_results(results, args: argparse.Namespace, out, colour: bool) -> int:
             write_jsonl([result], out)
         elif args.format == "ptb":
             tree = result.distance_tree() if args.tree == "distance" else result.island_tree()
-            out.write((ptb(tree) if result.words else "") + "\n")
+            out.write((to_ptb(tree) if result.words else "") + "\n")
         elif args.format == "html":
             out.write(html_sentence(result, n))
         else:

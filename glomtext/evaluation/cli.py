@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a glomtext model directory (save_pretrained); without it only baselines are scored")
     p.add_argument("--units", action="append", default=[], metavar="KIND=PATH",
                    help=f"discontinuous units to score, repeatable; KIND is one of {', '.join(KINDS)} (ptb_traces alone: from --treebank)")
-    p.add_argument("--output", required=True, help="folder for results.json, report.md and the plots")
+    p.add_argument("--output", required=True, help="folder for results.json, report.md, trees.jsonl and the plots")
     p.add_argument("--max-sentences", type=positive_int, help="use only the first N sentences of the treebank and of each units file")
     p.add_argument("--backbone", help="pretrained encoder for the backbone baselines (path or name, e.g. all-MiniLM-L6-v2); "
                                       "default: the model config's backbone; 'none' to skip")
@@ -110,7 +110,7 @@ def load_systems(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
-    """Read, score, and return results (and the example trees) for the parsed arguments."""
+    """Read, score, and return results (and every treebank sentence's predicted trees) for the parsed arguments."""
     import torch
 
     from glomtext.evaluation.constituency import prepare_golds
@@ -128,13 +128,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
                                 "link_mean": args.link_mean, "link_choice": args.link_choice,
                                 "islands": glom.island_options if glom else None,
                                 "max_sentences": args.max_sentences, "seed": args.seed}, "timing_s": {}, "units": {}}
-    examples = []
+    predicted = []
     if args.treebank:
         start = time.time()
         trees, log = read_ptb(args.treebank, args.max_sentences)
         golds = prepare_golds(trees, log)
         print(f"treebank {args.treebank}: {log.summary()}", file=sys.stderr)
-        results["constituency"], examples = evaluate_constituency(
+        results["constituency"], predicted = evaluate_constituency(
             golds, glom=glom, backbone=backbone, seeds=[args.seed + k for k in range(5)], progress=progress)
         results["constituency"]["read"] = log.as_dict()
         results["timing_s"]["constituency"] = round(time.time() - start, 1)
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
         print(f"units {kind} ({path}): {unit_set.log.summary()}", file=sys.stderr)
         results["units"][kind] = evaluate_units(unit_set, systems=[s for s in (glom, backbone) if s is not None], progress=progress)
         results["timing_s"][f"units/{kind}"] = round(time.time() - start, 1)
-    return results, examples
+    return results, predicted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.right_skew is not None and not args.right_skew > 0:
         parser.error(f"--right-skew must be positive, got {args.right_skew}")
     try:
-        results, examples = run(args, argv)
+        results, predicted = run(args, argv)
     except (ReadError, ValueError, FileNotFoundError) as e:
         print(f"glomtext eval: error: {e}", file=sys.stderr)
         return 1
-    written = write_report(results, examples, Path(args.output))
+    written = write_report(results, predicted, Path(args.output))
     print(console_summary(results))
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 0

@@ -1,7 +1,7 @@
 """Running the evaluations: every system on the same sentences, scores assembled for the report.
 
 ``evaluate_constituency`` scores the baselines, the backbone's distance trees and the glomtext
-model on a prepared treebank; ``evaluate_units`` scores the word vectors and islands of the model
+model on a prepared treebank, and keeps every sentence's predicted trees; ``evaluate_units`` scores the word vectors and islands of the model
 and of the backbone on one KIND of units.
 """
 
@@ -19,19 +19,25 @@ from glomtext.evaluation.baselines import FIXED, distance_trees, random_tree
 from glomtext.evaluation.constituency import EVALB_PROTOCOL, PROTOCOL, ConstituencyScorer, GoldSentence, island_stats
 from glomtext.evaluation.systems import iter_states, islands_of
 from glomtext.evaluation.units import UnitScorer, UnitSet
+from glomtext.trees import to_ptb
 
 ISLAND_BATCH = 64  # sentences per batched island search
 CALIBRATION = 256  # sentences whose pair cosines calibrate a backbone's island thresholds
-EXAMPLE_LENGTHS = (6, 12)  # example trees for the report: the first sentences of these lengths
 
 
 @dataclass
-class Example:
-    """A sentence drawn in the report: its gold tree and the trees the systems predicted."""
+class SentenceTrees:
+    """A treebank sentence: its gold tree and the trees the systems predicted for its (Kim-protocol) words."""
 
     source: str
+    words: list[str]
     gold: Tree
     predicted: dict[str, Tree] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """One line of the report's ``trees.jsonl``: the trees as one-line PTB strings."""
+        return {"source": self.source, "words": self.words, "gold": to_ptb(self.gold),
+                "predicted": {name: to_ptb(tree) for name, tree in self.predicted.items()}}
 
 
 def mean_results(results: Sequence[dict]) -> dict:
@@ -129,28 +135,29 @@ def _untrained(golds, sentences, glom, seed, progress) -> dict:
 
 
 def evaluate_constituency(golds: Sequence[GoldSentence], *, glom=None, backbone=None, seeds: Sequence[int] = (0, 1, 2, 3, 4),
-                          progress: bool = True) -> tuple[dict, list[Example]]:
-    """Scores of every system on ``golds`` (results.json's "constituency") and a few example trees.
+                          progress: bool = True) -> tuple[dict, list[SentenceTrees]]:
+    """Scores of every system on ``golds`` (results.json's "constituency") and, for every gold
+    sentence, the trees of right-branching, the backbone's best layer and the glomtext model
+    (with its right-skewed row when asked for), named as in the scores.
 
     Each system parses the Kim-protocol words and, separately, the EVALB-protocol words of every
     sentence (identical word lists are parsed once).
     """
     systems = _baselines(golds, seeds)
     sentences = list(dict.fromkeys(w for g in golds for w in (tuple(g.words), tuple(g.evalb_words))))
-    drawn = {"right_branching": FIXED["right_branching"]}  # systems shown in the example pictures
+    kept = {"right_branching": FIXED["right_branching"]}  # systems whose trees are kept
     if backbone is not None:
         systems["backbone_distance"], trees, best = _backbone(golds, sentences, backbone, progress)
-        drawn[f"backbone_distance (layer {best})"] = lambda words: trees[tuple(words)][best]
+        kept["backbone_distance"] = lambda words: trees[tuple(words)][best]
     if glom is not None:
         glom_systems, glom_trees = _glomtext(golds, sentences, glom, progress)
         systems |= glom_systems | _untrained(golds, sentences, glom, seeds[0], progress)
-        drawn["glomtext"] = lambda words: glom_trees[tuple(words)]["glomtext"]
-    lo, hi = EXAMPLE_LENGTHS
-    examples = [Example(g.source, g.tree, {name: tree_of(g.words) for name, tree_of in drawn.items()})
-                for g in [g for g in golds if lo <= len(g.words) <= hi][:3]]
+        kept |= {name: lambda words, name=name: glom_trees[tuple(words)][name] for name in glom_systems}
+    predicted = [SentenceTrees(g.source, list(g.words), g.tree, {name: tree_of(g.words) for name, tree_of in kept.items()})
+                 for g in golds]
     result = {"protocol": PROTOCOL, "evalb_protocol": EVALB_PROTOCOL, "n_sentences": len(golds),
               "n_sentences_le10": sum(len(g.words) <= 10 for g in golds), "systems": systems}
-    return result, examples
+    return result, predicted
 
 
 def evaluate_units(units: UnitSet, *, systems: Sequence = (), progress: bool = True) -> dict:

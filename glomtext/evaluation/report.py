@@ -12,6 +12,7 @@ from glomtext.evaluation.units import SCORE_DEFINITIONS, UnitScorer
 SYSTEM_ORDER = ("glomtext", "glomtext_untrained", "glomtext_right_skew", "glomtext_untrained_right_skew", "backbone_distance",
                 "right_branching", "left_branching", "balanced", "random")
 TOP_LABELS = 8  # gold labels shown in the recall table
+EXAMPLE_LENGTHS = (6, 12)  # examples.png draws the first three sentences of these lengths (in words)
 
 
 def _f(x) -> str:
@@ -225,7 +226,8 @@ def draw_tree(ax, tree, title: str) -> None:
     ax.axis("off")
 
 
-def plot_examples(examples: list, path: Path) -> None:
+def plot_examples(examples: list, path: Path, titles: dict[str, str]) -> None:
+    """Gold and predicted trees of a few sentences (``SentenceTrees``), one row each; ``titles`` renames systems."""
     import matplotlib.pyplot as plt
 
     n_cols = 1 + max(len(e.predicted) for e in examples)
@@ -233,7 +235,7 @@ def plot_examples(examples: list, path: Path) -> None:
     for row, ex in zip(axes, examples):
         draw_tree(row[0], ex.gold, f"gold ({ex.source.rsplit('/', 1)[-1]})")
         for ax, (name, tree) in zip(row[1:], ex.predicted.items()):
-            draw_tree(ax, tree, name)
+            draw_tree(ax, tree, titles.get(name, name))
         for ax in row[1 + len(ex.predicted):]:
             ax.axis("off")
     fig.tight_layout()
@@ -241,8 +243,9 @@ def plot_examples(examples: list, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict, examples: list, output: Path) -> list[Path]:
-    """Write results.json, report.md and the plots into ``output``; returns the paths written."""
+def write_report(results: dict, trees: list, output: Path) -> list[Path]:
+    """Write results.json, report.md, the plots and (given the sentences' ``SentenceTrees``) trees.jsonl
+    into ``output``; returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -257,7 +260,14 @@ def write_report(results: dict, examples: list, output: Path) -> list[Path]:
         if "glomtext" in c["systems"]:
             plot_island_levels(c["systems"]["glomtext"]["islands_by_level"], output / "islands_by_level.png")
             written.append(output / "islands_by_level.png")
+    if trees:
+        with open(output / "trees.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(t.to_dict(), ensure_ascii=False) + "\n" for t in trees)
+        written.append(output / "trees.jsonl")
+    lo, hi = EXAMPLE_LENGTHS
+    examples = [t for t in trees if lo <= len(t.words) <= hi][:3]
     if examples:
-        plot_examples(examples, output / "examples.png")
+        layer = results["constituency"]["systems"].get("backbone_distance", {}).get("layer")
+        plot_examples(examples, output / "examples.png", {"backbone_distance": f"backbone_distance (layer {layer})"})
         written.append(output / "examples.png")
     return written
