@@ -182,6 +182,31 @@ def test_reuse_large_allocations_stops_refaulting_big_tensors():
     assert float(after) < 0.3 * float(before)  # served from the heap, its pages already resident
 
 
+HEAP_GROWTH = """
+import torch
+from glomtext.pretrain import HeapGrowthLimit, reuse_large_allocations, resident_bytes
+assert reuse_large_allocations()
+heap = HeapGrowthLimit(growth=1.5, settle_steps=1)
+heap.step_done()  # the limit: 1.5 x the RSS now
+x = torch.empty(128 << 20).fill_(1.0)  # 512 MiB from the heap, kept by it when freed
+del x
+held = resident_bytes()
+heap.step_done()
+trimmed = resident_bytes()
+heap.step_done()  # back under the limit: no second trim
+print(heap.limit, held, trimmed, heap.trims)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning is Linux-only")
+def test_heap_growth_limit_gives_freed_blocks_back_past_its_limit():
+    out = subprocess.run([sys.executable, "-c", HEAP_GROWTH], capture_output=True, text=True, check=True).stdout
+    limit, held, trimmed, trims = map(float, out.split())
+    assert held > limit  # the freed 512 MiB stayed resident
+    assert held - trimmed > 400 * 2**20 and trimmed < limit  # malloc_trim gave it back
+    assert trims == 1
+
+
 def test_a_vocabulary_without_room_for_words_is_a_usage_error(capsys):
     from glomtext.pretrain import parse_args
 
