@@ -451,7 +451,7 @@ def reuse_large_allocations() -> bool:
     level-batched activations are that large (the MLP hidden state of all levels is 42 MiB at batch
     32 x 64, base preset), at every iteration. Raising the mmap and trim thresholds serves them from
     the heap, as tcmalloc or jemalloc would: a training step on 2 CPU cores got ~10% faster
-    (benchmarks/README.md). Freed memory then stays with the process (its RSS is its peak).
+    (benchmarks/README.md). Freed memory then stays with the process until ``HeapGrowthLimit`` trims it.
     Returns False where it does not apply (not Linux with glibc).
     """
     if not sys.platform.startswith("linux"):
@@ -482,16 +482,16 @@ class HeapGrowthLimit:
     every step cost that run 31% of its tokens/s, not reusing at all 38%).
     """
 
-    def __init__(self, growth: float = 1.5, settle_steps: int = 3, rss=resident_bytes):
+    def __init__(self, growth: float = 1.5, settle_steps: int = 3):
         self.libc = ctypes.CDLL("libc.so.6")
-        self.growth, self.settle_steps, self.rss = growth, settle_steps, rss
+        self.growth, self.settle_steps = growth, settle_steps
         self.steps, self.limit, self.trims = 0, None, 0
 
     def step_done(self) -> None:
         self.steps += 1
         if self.steps == self.settle_steps:
-            self.limit = self.growth * self.rss()
-        elif self.limit is not None and self.rss() > self.limit:
+            self.limit = self.growth * resident_bytes()
+        elif self.limit is not None and resident_bytes() > self.limit:
             self.libc.malloc_trim(0)
             self.trims += 1
 
