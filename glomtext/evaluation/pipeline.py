@@ -1,8 +1,8 @@
 """Running the evaluations: every system on the same sentences, scores assembled for the report.
 
 ``evaluate_constituency`` scores the baselines, the backbone's distance trees and the glomtext
-model on a prepared treebank, and keeps every sentence's predicted trees; ``evaluate_units`` scores the word vectors and islands of the model
-and of the backbone on one KIND of units.
+model on a prepared treebank, and keeps every sentence's predicted trees; ``evaluate_units``
+scores the word vectors and islands of the model and of the backbone on one KIND of units.
 """
 
 from __future__ import annotations
