@@ -350,7 +350,11 @@ class LevelLinear(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if h.device.type == "cpu" and not torch.compiler.is_compiling():
-            return PerLevelMatmul.apply(self.bias, h, self.weight)
+            bias, weight = self.bias, self.weight
+            if torch.is_autocast_enabled("cpu"):  # autocast does not reach into a custom Function: cast as for baddbmm
+                dtype = torch.get_autocast_dtype("cpu")
+                bias, h, weight = bias.to(dtype), h.to(dtype), weight.to(dtype)
+            return PerLevelMatmul.apply(bias, h, weight)
         return torch.baddbmm(self.bias, h, self.weight)
 
 

@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from glomtext import GlomTextConfig, GlomTextForMaskedLM, GlomTextModel
 from glomtext.modeling_glomtext import (
+    LevelLinear,
     Neighbourhood,
     PerLevelMatmul,
     batch_major,
@@ -510,6 +511,23 @@ def test_backbone_front_end_frozen_round_trip(tmp_path, monkeypatch):
     model.eval().save_pretrained(tmp_path)
     again = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
     torch.testing.assert_close(again(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+def test_level_linear_under_cpu_autocast_computes_in_bf16_like_baddbmm():
+    torch.manual_seed(0)
+    layer = LevelLinear(3, 8, 4)
+    torch.nn.init.normal_(layer.weight)
+    torch.nn.init.normal_(layer.bias)
+    h = torch.randn(3, 5, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(h)
+        reference = torch.baddbmm(layer.bias, h, layer.weight)  # what the GPU path computes
+    assert out.dtype == reference.dtype == torch.bfloat16
+    torch.testing.assert_close(out, reference, rtol=0, atol=0)
+    out.float().sum().backward()
+    assert layer.weight.grad.dtype == torch.float32  # the master weights keep float32 gradients
+    column_sums = h.to(torch.bfloat16).float().sum(1).to(torch.bfloat16).float()  # (3, 8), rounded to bf16 once
+    torch.testing.assert_close(layer.weight.grad, column_sums[:, :, None].expand(3, 8, 4), rtol=2**-8, atol=0)
 
 
 def test_per_level_matmul_is_baddbmm_with_the_same_gradients():
