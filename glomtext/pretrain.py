@@ -566,7 +566,8 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         accelerator.init_trackers("glomtext", config={k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))})
 
     # resume --------------------------------------------------------------------------------
-    step, epoch, skip_batches = 0, 0, 0
+    step, epoch, skip_batches, resumed_from = 0, 0, 0, None
+    done = {"tokens": 0, "seconds": 0.0, "skipped_steps": 0}  # the run's totals up to the checkpoint resumed from
     if args.resume_from_checkpoint:
         ckpt = find_resume_dir(output_dir, args.resume_from_checkpoint)
         state = json.loads((ckpt / STATE_FILE).read_text())
@@ -575,6 +576,11 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         except (pickle.UnpicklingError, RuntimeError, SafetensorError) as e:
             raise SystemExit(f"cannot load checkpoint {ckpt}: {str(e).strip().splitlines()[0]}") from None
         step, epoch, skip_batches = state["step"], state["epoch"], state["batches_in_epoch"]
+        resumed_from = step
+        if not done.keys() <= state.keys():  # a checkpoint of an older version
+            logger.warning(f"{ckpt / STATE_FILE} holds no token and time totals: the summary counts from step {step}",
+                           main_process_only=True)
+        done.update({k: state[k] for k in done if k in state})
         logger.info(f"resumed from {ckpt} at step {step}", main_process_only=True)
 
     # loop ----------------------------------------------------------------------------------
@@ -584,10 +590,15 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         save_checkpoint(accelerator, output_dir, state, args.checkpoints_total_limit,
                         model_files=(accelerator.unwrap_model(model).config, tokenizer))
 
+    def totals() -> dict:  # saved with each checkpoint, so that a resumed run's summary covers the whole run
+        return {"tokens": tokens, "seconds": time.perf_counter() - t0, "skipped_steps": skipped_total}
+
     log_path = output_dir / "train_log.jsonl"
     bar = tqdm(total=max_steps, initial=step, disable=not accelerator.is_local_main_process, desc="pretrain")
     model.train()
-    nonfinite, skipped_total, tokens, t0 = 0, 0, 0, time.perf_counter()
+    # totals over the whole run: a resumed run goes on counting (and spending --max_train_minutes) from its checkpoint
+    nonfinite, skipped_total, tokens = 0, done["skipped_steps"], done["tokens"]
+    t0 = time.perf_counter() - done["seconds"]
     nan_steps = nonfinite_fault_steps()
     acc = {"loss": 0.0, "mlm_loss": 0.0, "island_loss": 0.0, "n": 0}
     metrics: dict = {}
@@ -645,7 +656,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
             if args.eval_steps and step % args.eval_steps == 0 and step < max_steps:
                 accelerator.log(evaluate(model, val_dl, accelerator), step=step)
             if ckpt_every and step % ckpt_every == 0:
-                checkpoint({"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch})
+                checkpoint({"step": step, "epoch": epoch, "batches_in_epoch": batches_in_epoch, **totals()})
             if args.max_train_minutes and out_of_time(t0, args.max_train_minutes, accelerator):
                 logger.info(f"time budget of {args.max_train_minutes} min reached at step {step}", main_process_only=True)
                 max_steps = step
@@ -654,7 +665,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         else:
             epoch += 1
             if args.checkpointing_steps == "epoch":
-                checkpoint({"step": step, "epoch": epoch, "batches_in_epoch": 0})
+                checkpoint({"step": step, "epoch": epoch, "batches_in_epoch": 0, **totals()})
     bar.close()
 
     # finish --------------------------------------------------------------------------------
@@ -665,8 +676,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_final(unwrapped, tokenizer, output_dir, accelerator)
-        summary = {"steps": step, "tokens": tokens, "seconds": time.perf_counter() - t0, "skipped_steps": skipped_total,
-                   "heap_trims": heap.trims if heap else None,
+        summary = {"steps": step, **totals(), "resumed_from_step": resumed_from, "heap_trims": heap.trims if heap else None,
                    **metrics, **final_eval, "num_processes": accelerator.num_processes, "param_checksums": checksums}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         print(f"saved model and tokenizer to {output_dir} (steps {step}, eval mlm loss {final_eval['eval/mlm_loss']:.3f})")

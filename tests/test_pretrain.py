@@ -100,6 +100,12 @@ def test_resume_reproduces_an_uninterrupted_run(full_run, tmp_path):
     a, b = load_file(full_run / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the resumed run's summary counts the whole run, steps 1-3 included (from the checkpoint's totals)
+    first, second = (json.loads((run / "train_summary.json").read_text()) for run in (full_run, resumed))
+    assert (first["resumed_from_step"], second["resumed_from_step"]) == (None, 3)
+    assert second["tokens"] == first["tokens"] and second["skipped_steps"] == first["skipped_steps"] == 0
+    at_step_3 = json.loads((full_run / "checkpoints" / "step_3" / "trainer_state.json").read_text())
+    assert 0 < at_step_3["tokens"] < first["tokens"] and second["seconds"] > at_step_3["seconds"]
 
 
 @needs_cxx
