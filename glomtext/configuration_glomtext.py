@@ -61,6 +61,9 @@ class GlomTextConfig(PretrainedConfig):
             or "open" (above level 0 each choice is weighted by how open that side still is, 1 - the link
             below, so a constituent closed on one side reaches to the other: "the" in "join the board" joins
             "board" at level 0, then "join").
+        link_neither: the constituent priors' columns may also choose neither neighbour (a third option with a
+            learned per-level logit), so no column is made to link, not even one at the edge of the sentence,
+            which otherwise must choose its one neighbour (Tree Transformer's rule).
     Reach (GLOM.md 4), chosen by `attention_reach`:
         "full": every level sees every column;
         "local": level l (0-based) sees columns within reach_window * 2**l;
@@ -102,6 +105,7 @@ class GlomTextConfig(PretrainedConfig):
         consensus_prior: str = "none",
         link_mean: str = "geometric",
         link_choice: str = "free",
+        link_neither: bool = False,
         attention_reach: str = "local_sparse",
         reach_window: int = 2,
         reach_sparse_keys: int = 8,
@@ -136,6 +140,7 @@ class GlomTextConfig(PretrainedConfig):
         self.consensus_prior = consensus_prior
         self.link_mean = link_mean
         self.link_choice = link_choice
+        self.link_neither = link_neither
         self.attention_reach = attention_reach
         self.reach_window = reach_window
         self.reach_sparse_keys = reach_sparse_keys

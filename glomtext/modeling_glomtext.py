@@ -240,7 +240,7 @@ LINK_CONV_WIDTH = 3  # kernel of the front-end link convolutions (two layers: ea
 
 
 def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor,
-                    mean: str = "geometric", choice: str = "free") -> torch.Tensor:
+                    mean: str = "geometric", choice: str = "free", neither: torch.Tensor | None = None) -> torch.Tensor:
     """How strongly each pair of adjacent columns is linked, per level, non-decreasing with level.
 
     Every column chooses between its left and right neighbour, softmax(beta <q_i, k_i±1>); the link
@@ -250,6 +250,8 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
     level: 1 - link^l = prod_{m <= l} (1 - a^m), so what is joined below stays joined above.
     choice="open": above level 0 each choice is weighted by how open that side still is, 1 - link^(l-1)
     (no gradient through the weight), so a column whose constituent is closed on one side reaches to the other.
+    neither (L,): logits of a third option, choosing neither neighbour (a softmax over right, left and neither),
+    so that no column is made to link: not even one at the sentence's edge, which otherwise must choose its one neighbour.
     q, k (L, B, N, D) (the level embeddings themselves for "constituent", learned projections of them
     for "constituent_learned"), beta (L, 1, 1), key_ok (B, N) real columns -> (L, B, N-1), 0 next to padding.
     """
@@ -262,15 +264,18 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
     right = score(q[..., :-1, :], k[..., 1:, :])  # (L, B, N-1) column i looking right
     left = score(q[..., 1:, :], k[..., :-1, :])  # (L, B, N-1) column i+1 looking left
     edge = right.new_full(right.shape[:-1] + (1,), -1e4)
-    logit = torch.cat([right, edge], -1) - torch.cat([edge, left], -1)  # (L, B, N) logit of p(i -> i+1)
+    to_right = torch.cat([right, edge], -1)  # (L, B, N) score of column i choosing i+1
+    to_left = torch.cat([edge, left], -1)  # (L, B, N) score of column i choosing i-1
     link = right.new_zeros(right.shape[1:])  # (B, N-1) the link after the levels so far
     links = []
-    for level_logit in logit:  # (B, N)
+    for l in range(q.shape[0]):
+        r, lf = to_right[l], to_left[l]  # (B, N)
         if choice == "open" and links:
             opening = torch.log((1 - link.detach()).clamp(min=1e-4))  # (B, N-1) log of how open each pair still is
-            level_logit = level_logit + F.pad(opening, (0, 1)) - F.pad(opening, (1, 0))  # right side minus left side
-        to_right = torch.sigmoid(level_logit)  # (B, N) p(i -> i+1)
-        p_right, p_left = to_right[:, :-1], 1 - to_right[:, 1:]  # (B, N-1) p(i -> i+1), p(i+1 -> i)
+            r, lf = r + F.pad(opening, (0, 1)), lf + F.pad(opening, (1, 0))
+        options = [r, lf] if neither is None else [r, lf, neither[l].to(wide).expand_as(r)]
+        p = torch.softmax(torch.stack(options), 0)  # (2 or 3, B, N) right, left (, neither)
+        p_right, p_left = p[0, :, :-1], p[1, :, 1:]  # (B, N-1) p(i -> i+1), p(i+1 -> i)
         a = (torch.sqrt(p_right * p_left + 1e-9) if mean == "geometric" else (p_right + p_left) / 2) * pair_ok  # (B, N-1)
         link = 1 - (1 - link) * (1 - a)
         links.append(link)
@@ -487,6 +492,8 @@ class GlomTextSettling(nn.Module):
         self.log_beta = nn.Parameter(torch.empty(L), requires_grad=config.learn_beta)
         if config.consensus_prior in ("constituent_learned", "constituent_front_end"):
             self.link_query_key = LevelLinear(L, D, 2 * D)  # per-level query and key of the neighbour links
+        # per-level logit of choosing neither neighbour (config.link_neither), None: a column must choose one
+        self.link_neither_logits = nn.Parameter(torch.empty(L)) if config.link_neither else None
         if config.consensus_prior in FRONT_END_PRIORS:  # StructFormer's parser: convolutions over the front end
             self.link_convs = nn.ModuleList(nn.Conv1d(D, D, LINK_CONV_WIDTH, padding=LINK_CONV_WIDTH // 2) for _ in range(2))
         if config.consensus_prior == "dependency":
@@ -524,7 +531,8 @@ class GlomTextSettling(nn.Module):
         """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N).
         (the front-end priors read the front end instead: `front_end_links`.)"""
         if self.config.consensus_prior == "constituent":
-            return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice)
+            return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice,
+                                   self.link_neither_logits)
         if self.config.consensus_prior != "constituent_learned":
             raise ValueError(f"consensus_prior {self.config.consensus_prior!r} has no links from the states"
                              " (a front-end prior: see front_end_links)")
@@ -573,7 +581,8 @@ class GlomTextSettling(nn.Module):
         L, B, N, D = x.shape
         qk = self.link_query_key(x.reshape(L, B * N, D))  # (L, B*N, 2D)
         q, k = (unit(t) for t in qk.view(L, B, N, 2 * D).chunk(2, dim=-1))  # (L, B, N, D) each
-        return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice)
+        return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice,
+                               self.link_neither_logits)
 
     def consensus(self, z: torch.Tensor, hood: Neighbourhood, structure: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention with query = key = value = the level embedding.
@@ -722,6 +731,8 @@ class GlomTextPreTrainedModel(PreTrainedModel):
             w = torch.tensor(self.config.contribution_weights, dtype=torch.float)
             init.copy_(module.contribution_logits, (w / w.sum()).log().expand_as(module.contribution_logits))
             init.copy_(module.log_beta, torch.tensor(self.config.betas, dtype=torch.float).log())
+            if module.link_neither_logits is not None:
+                init.zeros_(module.link_neither_logits)  # neither as likely as a neighbour at the same score
             if hasattr(module, "relation_logits"):
                 init.zeros_(module.relation_logits)  # parent and child weighted equally
         elif isinstance(module, GlomTextLMHead):

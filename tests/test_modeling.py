@@ -247,6 +247,35 @@ def test_neighbour_links_with_separate_queries_and_keys_by_hand():
     torch.testing.assert_close(neighbour_links(q, q, beta, ok)[0, 0], expected.flip(0), atol=1e-4, rtol=0)
 
 
+def test_neither_choice_frees_the_edge_columns_by_hand():
+    """The columns of test_neighbour_links_by_hand (e1, e1, e2, one level, beta 1) with a third option of logit 0,
+    choosing neither neighbour. Column 0 scores 1 right and has no left: it looks right with e / (e + 1), no longer 1;
+    column 1 scores 0 right, 1 left: right 1 / (2 + e), left e / (2 + e); column 2 scores 0 left: 1 / 2.
+    Links sqrt(e / (e + 1) * e / (2 + e)) and sqrt(1 / (2 + e) * 1 / 2). At logit -1e4 neither is never chosen."""
+    e1, e2 = torch.eye(2)
+    z = torch.stack([e1, e1, e2])[None, None]  # (L=1, B=1, N=3, D=2)
+    ok, beta, e = torch.ones(1, 3, dtype=torch.bool), torch.ones(1, 1, 1), math.e
+    links = neighbour_links(z, z, beta, ok, neither=torch.zeros(1))
+    expected = torch.tensor([math.sqrt(e / (e + 1) * e / (2 + e)), math.sqrt(1 / (2 + e) / 2)])
+    torch.testing.assert_close(links[0, 0], expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(neighbour_links(z, z, beta, ok, neither=torch.full((1,), -1e4)), neighbour_links(z, z, beta, ok))
+
+
+def test_neither_logits_are_initialised_learned_and_saved(tmp_path):
+    torch.manual_seed(0)
+    model = GlomTextForMaskedLM(tiny_config(consensus_prior="constituent_learned", link_neither=True))
+    logits = model.glomtext.settling.link_neither_logits
+    assert torch.equal(logits.detach(), torch.zeros(3))
+    ids, mask = batch()
+    labels = ids.masked_fill(mask == 0, -100)
+    model(ids, mask, labels=labels).loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0  # the choice of neither is trained
+    assert GlomTextForMaskedLM(tiny_config(consensus_prior="constituent_learned")).glomtext.settling.link_neither_logits is None
+    model.eval().save_pretrained(tmp_path)
+    again = AutoModelForMaskedLM.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(again(ids, mask).logits, model(ids, mask).logits, atol=0, rtol=0)
+
+
 def test_constituent_prior_is_the_product_of_links_between_columns():
     links = torch.tensor([[[0.5, 0.25, 1.0]]])  # (L=1, B=1, N-1=3)
     key_pos = torch.arange(4.0).expand(1, 1, 4, 4)  # dense layout: every column is a key
