@@ -236,3 +236,17 @@ def test_prefix_lm_arguments_are_usage_errors_when_out_of_range(capsys):
     assert "invalid choice: 'sideways'" in capsys.readouterr().err
     args = parse_args(["--output_dir", "x", "--prefix_lm_prob", "0.5", "--prefix_lm_direction", "both"])
     assert (args.prefix_lm_prob, args.prefix_lm_direction) == (0.5, "both")
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_flagged(tmp_path):
+    from glomtext.pretrain import bf16_is_emulated, cpu_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu sse2 avx2 fma\n")
+    flags = cpu_flags(str(info))
+    assert flags == {"fpu", "sse2", "avx2", "fma"}
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert bf16_is_emulated(cpu, "bf16", flags)
+    assert not bf16_is_emulated(cpu, "no", flags) and not bf16_is_emulated(cuda, "bf16", flags)
+    assert not bf16_is_emulated(cpu, "bf16", flags | {"amx_bf16"}) and not bf16_is_emulated(cpu, "bf16", flags | {"avx512_bf16"})
+    assert cpu_flags(str(tmp_path / "missing")) == set() and not bf16_is_emulated(cpu, "bf16", set())  # unknown: no warning
