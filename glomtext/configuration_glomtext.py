@@ -177,6 +177,9 @@ class GlomTextConfig(PretrainedConfig):
              f"consensus_prior must be one of {CONSENSUS_PRIOR}, got {self.consensus_prior!r}")
         need(self.link_mean in LINK_MEANS, f"link_mean must be one of {LINK_MEANS}, got {self.link_mean!r}")
         need(self.link_choice in LINK_CHOICES, f"link_choice must be one of {LINK_CHOICES}, got {self.link_choice!r}")
+        need(isinstance(self.link_neither, bool), f"link_neither must be true or false, got {self.link_neither!r}")
+        need(not self.link_neither or self.consensus_prior.startswith("constituent"),
+             f"link_neither needs a constituent consensus_prior (with neighbour links), got {self.consensus_prior!r}")
         need(self.attention_reach in ATTENTION_REACH,
              f"attention_reach must be one of {ATTENTION_REACH}, got {self.attention_reach!r}")
         need(isinstance(self.reach_window, int) and self.reach_window >= 1, f"reach_window must be an integer >= 1, got {self.reach_window!r}")

@@ -53,6 +53,8 @@ def batch(seed=0, B=2, N=9, vocab=50):
         ("consensus_prior", "tree", "consensus_prior"),
         ("link_mean", "harmonic", "link_mean"),
         ("link_choice", "closed", "link_choice"),
+        ("link_neither", "yes", "link_neither"),
+        ("link_neither", True, "link_neither needs a constituent consensus_prior"),
     ],
 )
 def test_invalid_config_is_rejected_with_the_field_name(field, value, words):
