@@ -705,6 +705,8 @@ def _count_and_clean(encoded: datasets.Dataset, stats: TextStats) -> datasets.Da
 
 SPAN_P, SPAN_MAX = 0.2, 10  # SpanBERT's span lengths in words: Geometric(0.2) clipped at 10 (mean 3.8)
 PREFIX_LM_DIRECTIONS = ("left_to_right", "right_to_left", "both")
+WORD_CORRUPTIONS = ("mask", "bert")  # how a word chosen by whole-word masking is corrupted (see MLMCollator)
+BERT_RANDOM, BERT_KEEP = 0.1, 0.1  # BERT's 80/10/10: shares of chosen words made random pieces / left unchanged
 
 
 class MLMCollator(DataCollatorForLanguageModeling):
@@ -727,11 +729,22 @@ class MLMCollator(DataCollatorForLanguageModeling):
     are left intact; "right_to_left" masks the words before the cut instead, to be filled from the
     words after it; "both" draws one of the two for each sentence. Masked-word filling alone is
     symmetric: it gives no reason to join a word to its left rather than its right neighbour.
+
+    ``word_corruption`` (whole-word masking only): "mask" makes every piece of a chosen word [MASK];
+    "bert" is BERT's 80/10/10 by word: of the chosen words, 10% get random pieces (one random
+    non-special piece per piece) and 10% stay unchanged, all still labels. With "mask" a model sees which
+    columns are to be filled, and its neighbour links can learn to reach for [MASK] columns, which
+    never occur at inference.
     """
 
     def __init__(self, *args, span_mask: bool = False, prefix_lm_prob: float = 0.0,
-                 prefix_lm_direction: str = "left_to_right", **kwargs):
+                 prefix_lm_direction: str = "left_to_right", word_corruption: str = "mask", **kwargs):
         super().__init__(*args, **kwargs)
+        if word_corruption not in WORD_CORRUPTIONS:
+            raise ValueError(f"word_corruption must be one of {WORD_CORRUPTIONS}, got {word_corruption!r}")
+        if word_corruption != "mask" and not self.whole_word_mask:
+            raise ValueError(f"word_corruption={word_corruption!r} needs whole_word_mask=True "
+                             "(token masking is already BERT's 80/10/10)")
         if not 0.0 <= prefix_lm_prob <= 1.0:
             raise ValueError(f"prefix_lm_prob must be in [0, 1], got {prefix_lm_prob!r}")
         if prefix_lm_direction not in PREFIX_LM_DIRECTIONS:
@@ -741,20 +754,38 @@ class MLMCollator(DataCollatorForLanguageModeling):
         self.span_mask = span_mask
         self.prefix_lm_prob = prefix_lm_prob
         self.prefix_lm_direction = prefix_lm_direction
+        self.word_corruption = word_corruption
 
     def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
         original = inputs.clone()
         inputs, labels = super().torch_mask_tokens(inputs, special_tokens_mask, offset_mapping)
-        if self.prefix_lm_prob > 0:
+        if self.prefix_lm_prob > 0 or self.word_corruption != "mask":
             if special_tokens_mask is None:
                 special_tokens_mask = [self.tokenizer.get_special_tokens_mask(r, already_has_special_tokens=True)
                                        for r in original.tolist()]
             word_ids, _ = self._calc_word_ids_and_prob_mask(np.asarray(offset_mapping), np.asarray(special_tokens_mask))
+        if self.word_corruption == "bert":
+            inputs = self._bert_corruption(inputs, labels, original, torch.from_numpy(word_ids))
+        if self.prefix_lm_prob > 0:
             targets = torch.from_numpy(self._prefix_lm_targets(word_ids))  # (B, N)
             rows = targets.any(1, keepdim=True)  # (B, 1) sentences masked as a directional task
             inputs = torch.where(rows, torch.where(targets, self.tokenizer.mask_token_id, original), inputs)
             labels = torch.where(rows, torch.where(targets, original, -100), labels)
         return inputs, labels
+
+    def _bert_corruption(self, inputs: torch.Tensor, labels: torch.Tensor, original: torch.Tensor,
+                         word_ids: torch.Tensor) -> torch.Tensor:
+        """Masked inputs (B, N) -> the same with BERT_RANDOM of the masked words given random pieces and
+        BERT_KEEP left as they were: one draw per word (word_ids (B, N), 1-based, -1 for special pieces)."""
+        u = torch.rand((word_ids.shape[0], int(word_ids.max()) + 1), generator=self.generator)  # (B, W+1) one draw per word
+        draw = torch.gather(u, 1, word_ids.clamp(min=0))  # (B, N) each piece gets its word's draw
+        masked = labels != -100
+        keep = masked & (draw < BERT_KEEP)
+        rand = masked & (draw >= BERT_KEEP) & (draw < BERT_KEEP + BERT_RANDOM)
+        special = set(self.tokenizer.all_special_ids)
+        ordinary = torch.tensor([i for i in range(len(self.tokenizer)) if i not in special])  # what a random piece is drawn from
+        pick = ordinary[torch.randint(len(ordinary), inputs.shape, generator=self.generator)]  # (B, N) one per piece
+        return torch.where(keep, original, torch.where(rand, pick, inputs))
 
     def _prefix_lm_targets(self, word_ids: np.ndarray) -> np.ndarray:
         """Word ids (B, N; 1-based, -1 for special pieces) -> the pieces to fill on the far side of each
@@ -827,6 +858,7 @@ def make_mlm_collator(
     span_mask: bool = False,
     prefix_lm_prob: float = 0.0,
     prefix_lm_direction: str = "left_to_right",
+    word_corruption: str = "mask",
 ) -> MLMCollator:
     """The MLM collator: pads a list of tokenize_for_mlm rows, masks, and builds labels.
 
@@ -835,7 +867,8 @@ def make_mlm_collator(
     a word (pieces whose character spans touch, i.e. a whitespace-separated word) is chosen with
     probability ``mlm_probability`` and all its pieces become [MASK] (transformers offers no random
     replacement with whole words). ``span_mask`` masks spans of whole words instead (see
-    ``MLMCollator``; implies whole-word masking). ``prefix_lm_prob`` masks that fraction of the
+    ``MLMCollator``; implies whole-word masking). ``word_corruption="bert"`` corrupts the chosen words
+    by BERT's 80/10/10 instead, word by word (see ``MLMCollator``). ``prefix_lm_prob`` masks that fraction of the
     sentences as a directional task instead, in ``prefix_lm_direction`` (see ``MLMCollator``). ``seed`` gives the
     collator its own torch.Generator (seed + worker id in DataLoader workers), so the masks are
     reproducible; without it the global torch RNG is used.
@@ -849,6 +882,7 @@ def make_mlm_collator(
         span_mask=span_mask,
         prefix_lm_prob=prefix_lm_prob,
         prefix_lm_direction=prefix_lm_direction,
+        word_corruption=word_corruption,
         seed=seed,
         pad_to_multiple_of=pad_to_multiple_of,
         **replace,

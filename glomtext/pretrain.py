@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, get_scheduler
 
 from . import GlomTextConfig, GlomTextForMaskedLM
-from .data import PREFIX_LM_DIRECTIONS, SPECIAL_TOKENS, TOKENIZER_TYPES, load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
+from .data import PREFIX_LM_DIRECTIONS, SPECIAL_TOKENS, TOKENIZER_TYPES, WORD_CORRUPTIONS, load_sentences, make_mlm_collator, tokenize_for_mlm, train_tokenizer
 from .paths import resolve_backbone
 
 logger = get_logger(__name__)
@@ -94,6 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     d.add_argument("--whole_word_mask", action="store_true")
     d.add_argument("--span_mask", action="store_true", help="mask spans of whole words, lengths ~ Geometric(0.2) "
                    "clipped at 10 words (SpanBERT); about --mlm_probability of the words in all")
+    d.add_argument("--word_corruption", choices=WORD_CORRUPTIONS, default="mask", help="with whole-word masking, "
+                   "how a chosen word is corrupted: mask (every piece [MASK]) or bert (BERT's 80/10/10 by word: 10%% "
+                   "random pieces, 10%% unchanged, still predicted). The validation loss stays plain [MASK] filling")
     d.add_argument("--prefix_lm_prob", type=float, default=0.0, help="mask this fraction of the training sentences as "
                    "a directional task instead: every word after a random cut, predicted from the words before it "
                    "(T5's prefix LM; implies whole-word masking; see --prefix_lm_direction). The validation loss "
@@ -150,6 +153,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--mlm_probability must be in (0, 1)")
     if not 0 <= args.prefix_lm_prob <= 1:
         p.error("--prefix_lm_prob must be in [0, 1]")
+    if args.word_corruption != "mask" and not (args.whole_word_mask or args.span_mask or args.prefix_lm_prob > 0):
+        p.error(f"--word_corruption {args.word_corruption} needs --whole_word_mask (token masking is already BERT's 80/10/10)")
     if args.tokenizer_type != "wordpiece" and (args.tokenizer_name or args.backbone):
         p.error("--tokenizer_type applies to a tokenizer trained from scratch, not to --tokenizer_name or --backbone")
     if args.vocab_size <= len(SPECIAL_TOKENS):
@@ -547,13 +552,14 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         val_ds = tokenize_for_mlm(split["test"], tokenizer, args.max_seq_length, "truncate",
                                   num_proc=args.preprocessing_num_workers)
     logger.info(f"training text: {stats.summary()}", main_process_only=True)
-    def masking(seed: int, prefix_lm_prob: float = 0.0) -> SeededMasking:
+    def masking(seed: int, prefix_lm_prob: float = 0.0, word_corruption: str = "mask") -> SeededMasking:
         whole_word = args.whole_word_mask or args.prefix_lm_prob > 0  # the same masking of words for validation
         return SeededMasking(make_mlm_collator(tokenizer, args.mlm_probability, whole_word, seed=None,
                                                span_mask=args.span_mask, prefix_lm_prob=prefix_lm_prob,
-                                               prefix_lm_direction=args.prefix_lm_direction), seed)
+                                               prefix_lm_direction=args.prefix_lm_direction,
+                                               word_corruption=word_corruption), seed)
 
-    collate = masking(args.seed, args.prefix_lm_prob)
+    collate = masking(args.seed, args.prefix_lm_prob, args.word_corruption)
     train_dl = DataLoader(train_ds, shuffle=True, batch_size=args.per_device_train_batch_size, collate_fn=collate)
     val_dl = DataLoader(val_ds, batch_size=args.per_device_eval_batch_size, collate_fn=masking(args.seed + 1))
 

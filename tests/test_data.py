@@ -407,6 +407,41 @@ def test_whole_word_masking_masks_all_pieces_of_a_word(letters_tokenizer):
     assert (batch["input_ids"][batch["labels"] != -100] == letters_tokenizer.mask_token_id).all()
 
 
+def test_bert_word_corruption_is_80_10_10_by_whole_word(letters_tokenizer):
+    texts = ["abc d efgh", "a bcd", "hgfe dc ba a b c d"] * 200
+    rows = list(tokenize_for_mlm(datasets.Dataset.from_dict({"text": texts}), letters_tokenizer))
+    plain = make_mlm_collator(letters_tokenizer, whole_word_mask=True, seed=0)(rows)
+    bert = make_mlm_collator(letters_tokenizer, whole_word_mask=True, word_corruption="bert", seed=0)(rows)
+    assert torch.equal(bert["labels"], plain["labels"])  # the same words are chosen; only their inputs differ
+    unmasked = plain["labels"] == -100
+    assert torch.equal(bert["input_ids"][unmasked], plain["input_ids"][unmasked])
+    special = set(letters_tokenizer.all_special_ids)
+    fates = Counter()
+    for i, text in enumerate(texts):
+        word_of_piece = [text[:s].count(" ") if e > s else None for s, e in rows[i]["offset_mapping"]]
+        labels, ids = bert["labels"][i].tolist(), bert["input_ids"][i].tolist()
+        for w in range(len(text.split())):
+            pieces = [j for j, wp in enumerate(word_of_piece) if wp == w]
+            if labels[pieces[0]] == -100:
+                continue
+            fate = {"mask" if ids[j] == letters_tokenizer.mask_token_id else "kept" if ids[j] == labels[j]
+                    else "random" for j in pieces}
+            assert not any(ids[j] in special and ids[j] != letters_tokenizer.mask_token_id for j in pieces)
+            # a word is masked whole or not at all; a random piece may happen to be the original one
+            assert fate <= {"mask"} or "mask" not in fate, f"word {w} of {text!r} partly masked: {fate}"
+            fates["mask" if fate == {"mask"} else "kept" if fate == {"kept"} else "random"] += 1
+    n = sum(fates.values())
+    assert n > 300  # ~15% of 2,400 words
+    assert 0.72 < fates["mask"] / n < 0.88 and 0.04 < fates["kept"] / n < 0.17 and 0.04 < fates["random"] / n < 0.16
+
+
+def test_word_corruption_is_checked(letters_tokenizer):
+    with pytest.raises(ValueError, match="word_corruption must be one of"):
+        make_mlm_collator(letters_tokenizer, whole_word_mask=True, word_corruption="noise")
+    with pytest.raises(ValueError, match="needs whole_word_mask"):
+        MLMCollator(tokenizer=letters_tokenizer, word_corruption="bert")
+
+
 def masked_word_runs(batch, rows, texts) -> tuple[list[int], int, int]:
     """Lengths of the runs of consecutive masked words, masked words, words (all pieces of a word agree)."""
     runs, masked_words, words = [], 0, 0

@@ -238,6 +238,16 @@ def test_prefix_lm_arguments_are_usage_errors_when_out_of_range(capsys):
     assert (args.prefix_lm_prob, args.prefix_lm_direction) == (0.5, "both")
 
 
+def test_word_corruption_needs_whole_word_masking(capsys):
+    from glomtext.pretrain import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--output_dir", "x", "--word_corruption", "bert"])
+    assert "--word_corruption bert needs --whole_word_mask" in capsys.readouterr().err
+    assert parse_args(["--output_dir", "x", "--whole_word_mask", "--word_corruption", "bert"]).word_corruption == "bert"
+    assert parse_args(["--output_dir", "x"]).word_corruption == "mask"
+
+
 def test_bf16_on_a_cpu_without_bf16_instructions_is_flagged(tmp_path):
     from glomtext.pretrain import bf16_is_emulated, cpu_flags
 
