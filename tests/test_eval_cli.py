@@ -521,3 +521,32 @@ def test_seed_summary_mean_and_sd_by_hand(tmp_path, capsys):
     assert lines[2].split()[3:6] == ["39.7", "+-", "0.0"] and len(lines) == 3
     with pytest.raises(SystemExit, match=r"eval_test_W0/results.json not found"):
         study["main"](["--out", str(tmp_path), "--halves", "test", "--runs", "W0"])
+
+
+def test_mask_pull_compares_the_links_of_a_word_and_of_mask_in_its_place(constituent_dir, capsys):
+    import random
+    import runpy
+    from pathlib import Path
+
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.islands import word_links
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "mask_pull.py"))
+    assert study["link_with"](torch.tensor([[0.1, 0.5, 0.3]]), 1).tolist() == pytest.approx([0.3])  # (0.1 + 0.5) / 2
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "5", "--seed", "3"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    sentences = [list(g.words) for g in prepare_golds(*read_ptb("nltk:treebank", 5)) if len(g.words) >= 3]
+    assert row["sentences"] == len(sentences) == 5
+    rng = random.Random(3)
+    picks = [rng.randrange(1, len(w) - 1) for w in sentences]
+    glom = GlomText(str(constituent_dir))
+    for name, mask in (("real", False), ("mask", True)):
+        batch = [w[:i] + ["[MASK]"] + w[i + 1:] if mask else w for w, i in zip(sentences, picks)]
+        by_hand = [(word_links(glom.model, s)[:, i - 1] + word_links(glom.model, s)[:, i]) / 2
+                   for s, i in zip(glom.states(batch), picks)]
+        assert row[name] == pytest.approx(torch.stack(by_hand).mean(0).tolist(), abs=1e-3)
+    assert row["real"] != row["mask"]
+    with pytest.raises(SystemExit):
+        study["main"](["--model", str(constituent_dir / "missing"), "--treebank", "nltk:treebank"])
+    err = capsys.readouterr().err
+    assert "--model" in err and "Traceback" not in err
