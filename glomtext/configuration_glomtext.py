@@ -64,6 +64,10 @@ class GlomTextConfig(PretrainedConfig):
         link_neither: the constituent priors' columns may also choose neither neighbour (a third option with a
             learned per-level logit), so no column is made to link, not even one at the edge of the sentence,
             which otherwise must choose its one neighbour (Tree Transformer's rule).
+        detach_target_links: in training, the neighbour links of a pair touching a masked-word target get no
+            gradient (their values still shape consensus), so that links learn from pairs of visible words and
+            cannot learn to reach for [MASK] columns, which never occur at inference ("constituent" and
+            "constituent_learned" priors).
     Reach (GLOM.md 4), chosen by `attention_reach`:
         "full": every level sees every column;
         "local": level l (0-based) sees columns within reach_window * 2**l;
@@ -106,6 +110,7 @@ class GlomTextConfig(PretrainedConfig):
         link_mean: str = "geometric",
         link_choice: str = "free",
         link_neither: bool = False,
+        detach_target_links: bool = False,
         attention_reach: str = "local_sparse",
         reach_window: int = 2,
         reach_sparse_keys: int = 8,
@@ -141,6 +146,7 @@ class GlomTextConfig(PretrainedConfig):
         self.link_mean = link_mean
         self.link_choice = link_choice
         self.link_neither = link_neither
+        self.detach_target_links = detach_target_links
         self.attention_reach = attention_reach
         self.reach_window = reach_window
         self.reach_sparse_keys = reach_sparse_keys
@@ -180,6 +186,10 @@ class GlomTextConfig(PretrainedConfig):
         need(isinstance(self.link_neither, bool), f"link_neither must be true or false, got {self.link_neither!r}")
         need(not self.link_neither or self.consensus_prior.startswith("constituent"),
              f"link_neither needs a constituent consensus_prior (with neighbour links), got {self.consensus_prior!r}")
+        need(isinstance(self.detach_target_links, bool), f"detach_target_links must be true or false, got {self.detach_target_links!r}")
+        need(not self.detach_target_links or self.consensus_prior in ("constituent", "constituent_learned"),
+             f"detach_target_links needs links computed from the states (consensus_prior constituent or constituent_learned), "
+             f"got {self.consensus_prior!r}")
         need(self.attention_reach in ATTENTION_REACH,
              f"attention_reach must be one of {ATTENTION_REACH}, got {self.attention_reach!r}")
         need(isinstance(self.reach_window, int) and self.reach_window >= 1, f"reach_window must be an integer >= 1, got {self.reach_window!r}")

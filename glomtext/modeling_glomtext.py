@@ -136,6 +136,7 @@ class Neighbourhood:
         B, N = attention_mask.shape
         device = attention_mask.device
         key_ok = self.key_ok = attention_mask.bool()  # (B, N)
+        self.blind = None  # (B, N) columns whose neighbour links carry no gradient (see neighbour_links)
         pos = torch.arange(N, device=device)
         unlimited = any(o is None for o in offsets)
         self.dense = (unlimited or N <= DENSE_UP_TO) if dense is None else dense
@@ -240,7 +241,8 @@ LINK_CONV_WIDTH = 3  # kernel of the front-end link convolutions (two layers: ea
 
 
 def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok: torch.Tensor,
-                    mean: str = "geometric", choice: str = "free", neither: torch.Tensor | None = None) -> torch.Tensor:
+                    mean: str = "geometric", choice: str = "free", neither: torch.Tensor | None = None,
+                    blind: torch.Tensor | None = None) -> torch.Tensor:
     """How strongly each pair of adjacent columns is linked, per level, non-decreasing with level.
 
     Every column chooses between its left and right neighbour, softmax(beta <q_i, k_i±1>); the link
@@ -252,6 +254,8 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
     (no gradient through the weight), so a column whose constituent is closed on one side reaches to the other.
     neither (L,): logits of a third option, choosing neither neighbour (a softmax over right, left and neither),
     so that no column is made to link: not even one at the sentence's edge, which otherwise must choose its one neighbour.
+    blind (B, N): columns whose choices carry no gradient: the scores of every pair touching one are detached
+    (the masked-word targets in training with `detach_target_links`, so that links cannot learn to reach for [MASK]).
     q, k (L, B, N, D) (the level embeddings themselves for "constituent", learned projections of them
     for "constituent_learned"), beta (L, 1, 1), key_ok (B, N) real columns -> (L, B, N-1), 0 next to padding.
     """
@@ -263,6 +267,9 @@ def neighbour_links(q: torch.Tensor, k: torch.Tensor, beta: torch.Tensor, key_ok
 
     right = score(q[..., :-1, :], k[..., 1:, :])  # (L, B, N-1) column i looking right
     left = score(q[..., 1:, :], k[..., :-1, :])  # (L, B, N-1) column i+1 looking left
+    if blind is not None:
+        cut = blind[:, :-1] | blind[:, 1:]  # (B, N-1) pairs touching a blind column
+        right, left = torch.where(cut, right.detach(), right), torch.where(cut, left.detach(), left)
     edge = right.new_full(right.shape[:-1] + (1,), -1e4)
     to_right = torch.cat([right, edge], -1)  # (L, B, N) score of column i choosing i+1
     to_left = torch.cat([edge, left], -1)  # (L, B, N) score of column i choosing i-1
@@ -527,16 +534,16 @@ class GlomTextSettling(nn.Module):
         above = z[1:] * math.sqrt(z.shape[-1])  # (L-1, B, N, D)
         return self.top_down(torch.cat([above, code], dim=-1))
 
-    def links(self, z: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
-        """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N).
-        (the front-end priors read the front end instead: `front_end_links`.)"""
+    def links(self, z: torch.Tensor, key_ok: torch.Tensor, blind: torch.Tensor | None = None) -> torch.Tensor:
+        """Neighbour links of the constituent prior (L, B, N-1) from z (L, B, N, D), key_ok (B, N); blind (B, N)
+        as in `neighbour_links`. (The front-end priors read the front end instead: `front_end_links`.)"""
         if self.config.consensus_prior == "constituent":
             return neighbour_links(z, z, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice,
-                                   self.link_neither_logits)
+                                   self.link_neither_logits, blind)
         if self.config.consensus_prior != "constituent_learned":
             raise ValueError(f"consensus_prior {self.config.consensus_prior!r} has no links from the states"
                              " (a front-end prior: see front_end_links)")
-        return self._learned_links(z * math.sqrt(z.shape[-1]), key_ok)
+        return self._learned_links(z * math.sqrt(z.shape[-1]), key_ok, blind)
 
     def front_end_features(self, front_end: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
         """The parser's features (B, N, D) of the front end (B, N, D): through two convolutions (LayerNorm +
@@ -576,13 +583,13 @@ class GlomTextSettling(nn.Module):
         w = torch.sigmoid(self.relation_logits.float())[:, None, None, None]  # (L, 1, 1, 1)
         return w * parent + (1 - w) * parent.transpose(1, 2)
 
-    def _learned_links(self, x: torch.Tensor, key_ok: torch.Tensor) -> torch.Tensor:
+    def _learned_links(self, x: torch.Tensor, key_ok: torch.Tensor, blind: torch.Tensor | None = None) -> torch.Tensor:
         """Links from learned per-level query and key projections of x (L, B, N, D) -> (L, B, N-1)."""
         L, B, N, D = x.shape
         qk = self.link_query_key(x.reshape(L, B * N, D))  # (L, B*N, 2D)
         q, k = (unit(t) for t in qk.view(L, B, N, 2 * D).chunk(2, dim=-1))  # (L, B, N, D) each
         return neighbour_links(q, k, self.log_beta.exp()[:, None, None], key_ok, self.config.link_mean, self.config.link_choice,
-                               self.link_neither_logits)
+                               self.link_neither_logits, blind)
 
     def consensus(self, z: torch.Tensor, hood: Neighbourhood, structure: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Attention with query = key = value = the level embedding.
@@ -607,7 +614,7 @@ class GlomTextSettling(nn.Module):
         else:
             attn = hood.softmax(beta * hood.scores(z, keys))  # (L, B, N, K)
         if self.config.consensus_prior in ("constituent", "constituent_learned", "constituent_front_end"):
-            links = self.links(z, hood.key_ok) if structure is None else structure
+            links = self.links(z, hood.key_ok, hood.blind) if structure is None else structure
             attn = attn * constituent_prior(links, hood.key_pos).to(attn.dtype)
         others = hood.aggregate(attn, keys)  # (L, B, N, D)
         centre = (attn * hood.key_pos.to(z.dtype)).sum(-1)  # (L, B, N)
@@ -766,13 +773,15 @@ class GlomTextModel(GlomTextPreTrainedModel):
         output_all_states: bool = False,
         return_island_loss: bool = False,
         sparse_attention: bool | None = None,
+        blind_columns: torch.Tensor | None = None,
         **kwargs,  # token_type_ids etc. from tokenizers are accepted and ignored
     ) -> GlomTextModelOutput:
         """
         input_ids, attention_mask: (B, N). num_iterations: T for this call (default config.num_iterations).
         initial_state: (B, N0, L, D) warm start (e.g. the previous state of a growing text, N0 <= N);
             columns beyond N0 start fresh. sparse_attention: force the blocked (True) or dense (False)
-            neighbourhood layout; by default the cheaper one is chosen.
+            neighbourhood layout; by default the cheaper one is chosen. blind_columns: (B, N) columns whose
+            neighbour links carry no gradient (GlomTextForMaskedLM passes its targets with `detach_target_links`).
         """
         T = self.config.num_iterations if num_iterations is None else num_iterations
         if T < 0:
@@ -785,6 +794,7 @@ class GlomTextModel(GlomTextPreTrainedModel):
         front_end = self.front_end(input_ids, attention_mask)  # (B, N, D)
         z = self._start(front_end, initial_state)  # (L, B, N, D)
         hood = Neighbourhood(self.settling.offsets, attention_mask, dense=None if sparse_attention is None else not sparse_attention)
+        hood.blind = blind_columns
         structure = self.settling.front_end_structure(front_end, hood.key_ok) if self.config.consensus_prior in FRONT_END_PRIORS else None
         history = [z] if output_all_states else None
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -888,8 +898,9 @@ class GlomTextForMaskedLM(GlomTextPreTrainedModel):
     ) -> GlomTextMaskedLMOutput:
         """labels: (B, N) target piece ids at masked positions, -100 elsewhere (the loss ignores them)."""
         want_island = labels is not None and self.config.island_loss_weight > 0
+        blind = labels != -100 if labels is not None and self.config.detach_target_links else None
         out = self.glomtext(input_ids, attention_mask, num_iterations=num_iterations, initial_state=initial_state,
-                            output_all_states=output_all_states, return_island_loss=want_island, **kwargs)
+                            output_all_states=output_all_states, return_island_loss=want_island, blind_columns=blind, **kwargs)
         h = out.states[:, :, self.config.mlm_level] * math.sqrt(self.config.hidden_size)  # (B, N, D)
         if labels is None:
             return GlomTextMaskedLMOutput(logits=self.mlm_head(h), states=out.states, all_states=out.all_states)

@@ -55,6 +55,8 @@ def batch(seed=0, B=2, N=9, vocab=50):
         ("link_choice", "closed", "link_choice"),
         ("link_neither", "yes", "link_neither"),
         ("link_neither", True, "link_neither needs a constituent consensus_prior"),
+        ("detach_target_links", 1, "detach_target_links must be true or false"),
+        ("detach_target_links", True, "detach_target_links needs links computed from the states"),
     ],
 )
 def test_invalid_config_is_rejected_with_the_field_name(field, value, words):
@@ -261,6 +263,38 @@ def test_neither_choice_frees_the_edge_columns_by_hand():
     expected = torch.tensor([math.sqrt(e / (e + 1) * e / (2 + e)), math.sqrt(1 / (2 + e) / 2)])
     torch.testing.assert_close(links[0, 0], expected, atol=1e-6, rtol=0)
     torch.testing.assert_close(neighbour_links(z, z, beta, ok, neither=torch.full((1,), -1e4)), neighbour_links(z, z, beta, ok))
+
+
+def test_blind_columns_keep_the_links_and_cut_their_gradient():
+    """Four columns, one blind (3): the links are the same, but no gradient reaches the scores of pair (2, 3),
+    so nothing flows to q_3 or k_3 (they meet only there), while column 1, choosing between 0 and 2, still learns."""
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 1, 4, 3, requires_grad=True), torch.randn(2, 1, 4, 3, requires_grad=True)  # (L=2, B=1, N=4, D=3)
+    ok, beta = torch.ones(1, 4, dtype=torch.bool), torch.ones(2, 1, 1)
+    blind = torch.tensor([[False, False, False, True]])
+    links = neighbour_links(q, k, beta, ok, mean="arithmetic", blind=blind)
+    torch.testing.assert_close(links, neighbour_links(q, k, beta, ok, mean="arithmetic"), atol=0, rtol=0)
+    links.sum().backward()
+    assert q.grad[:, :, 3].abs().sum() == 0 and k.grad[:, :, 3].abs().sum() == 0
+    assert q.grad[:, :, 1].abs().sum() > 0 and k.grad[:, :, 0].abs().sum() > 0
+
+
+def test_detach_target_links_cuts_the_link_gradient_at_the_targets_only():
+    """The same weights with and without detach_target_links: the same loss; the link projections get another
+    gradient in training; and with no labels (inference) the outputs are identical."""
+    torch.manual_seed(0)
+    plain = GlomTextForMaskedLM(tiny_config(consensus_prior="constituent_learned"))
+    blind = GlomTextForMaskedLM(tiny_config(consensus_prior="constituent_learned", detach_target_links=True))
+    blind.load_state_dict(plain.state_dict())
+    ids, mask = batch()
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]  # one target column per sentence
+    out_plain, out_blind = plain(ids, mask, labels=labels), blind(ids, mask, labels=labels)
+    torch.testing.assert_close(out_blind.loss, out_plain.loss, atol=0, rtol=0)
+    out_plain.loss.backward(), out_blind.loss.backward()
+    grads = [m.glomtext.settling.link_query_key.weight.grad for m in (plain, blind)]
+    assert grads[1].abs().sum() > 0 and not torch.allclose(grads[0], grads[1])
+    torch.testing.assert_close(blind.eval()(ids, mask).logits, plain.eval()(ids, mask).logits, atol=0, rtol=0)
 
 
 def test_neither_logits_are_initialised_learned_and_saved(tmp_path):
