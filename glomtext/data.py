@@ -755,6 +755,9 @@ class MLMCollator(DataCollatorForLanguageModeling):
         self.prefix_lm_prob = prefix_lm_prob
         self.prefix_lm_direction = prefix_lm_direction
         self.word_corruption = word_corruption
+        if word_corruption == "bert":  # the pieces a random replacement is drawn from: every one but the special tokens
+            special = set(self.tokenizer.all_special_ids)
+            self.ordinary_ids = torch.tensor([i for i in range(len(self.tokenizer)) if i not in special])
 
     def torch_mask_tokens(self, inputs, special_tokens_mask=None, offset_mapping=None):
         original = inputs.clone()
@@ -782,9 +785,7 @@ class MLMCollator(DataCollatorForLanguageModeling):
         masked = labels != -100
         keep = masked & (draw < BERT_KEEP)
         rand = masked & (draw >= BERT_KEEP) & (draw < BERT_KEEP + BERT_RANDOM)
-        special = set(self.tokenizer.all_special_ids)
-        ordinary = torch.tensor([i for i in range(len(self.tokenizer)) if i not in special])  # what a random piece is drawn from
-        pick = ordinary[torch.randint(len(ordinary), inputs.shape, generator=self.generator)]  # (B, N) one per piece
+        pick = self.ordinary_ids[torch.randint(len(self.ordinary_ids), inputs.shape, generator=self.generator)]  # (B, N) one per piece
         return torch.where(keep, original, torch.where(rand, pick, inputs))
 
     def _prefix_lm_targets(self, word_ids: np.ndarray) -> np.ndarray:
