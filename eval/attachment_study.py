@@ -10,7 +10,10 @@ Reported over all words and per part-of-speech group (tags by their first two le
 NNS, NNP, NNPS), for each level alone and all levels, with cosine distances and (constituent prior)
 the neighbour links. `--before VB` splits the words of one group by the group of the word before them
 (verbs after a noun, after a modal, ...), `--after VB` by the group of the word after them (verbs before
-a determiner, before a pronoun, ...), `--by-tag VB` by their own full tag (VBD, VBZ, VBN, ...). With
+a determiner, before a pronoun, ...), `--by-tag VB` by their own full tag (VBD, VBZ, VBN, ...). `--pair IN DT`
+asks whether adjacent words get their sides together: of the prepositions directly followed by a determiner
+(both with a gold side), how many pairs have both on their gold side, only one of them, or neither (a tie is
+off its side)? Two groups' side accuracies that add up to about 100% may mean that mostly one of the two is right. With
 several models (seeds of one recipe), each read-out also gets an agreement row: the share of words
 that every model puts on the same side, and the side accuracy on those words; it tells a systematic
 error (all seeds agree, wrongly) from a seed lottery:
@@ -99,6 +102,25 @@ class AgreementScore:
                 "side accuracy when all agree": {k: round(100 * self.hits[k] / self.agreed[k], 1) for k in keys if self.agreed[k]}}
 
 
+class PairScore:
+    """Adjacent words of two groups, ``first`` then ``second``, both with a gold side: the share of pairs
+    with both, only the first, only the second, or neither on their gold side (a tie is off its side)."""
+
+    OUTCOMES = {(True, True): "both", (True, False): "first only", (False, True): "second only", (False, False): "neither"}
+
+    def __init__(self, first: str, second: str):
+        self.first, self.second, self.counts = first, second, Counter()
+
+    def add(self, groups: Sequence[str | None], gold: Sequence[int], pred: Sequence[float]) -> None:
+        for i in range(len(groups) - 1):
+            if (groups[i], groups[i + 1]) == (self.first, self.second) and gold[i] and gold[i + 1]:
+                self.counts[self.OUTCOMES[pred[i] == gold[i], pred[i + 1] == gold[i + 1]]] += 1
+
+    def row(self) -> dict:
+        n = sum(self.counts.values())
+        return {"pairs": n, **{k: round(100 * self.counts[k] / n, 1) for k in self.OUTCOMES.values() if n}}
+
+
 def word_groups(tags: Sequence[str], before: str | None = None, after: str | None = None,
                 by_tag: str | None = None) -> list[str | None]:
     """Each word's group (its tag's first two letters); with ``before``, only the words of that group
@@ -127,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--before", metavar="GROUP", help="split this group's words by the group of the word before them (e.g. VB)")
     split.add_argument("--after", metavar="GROUP", help="split this group's words by the group of the word after them (e.g. VB)")
     split.add_argument("--by-tag", metavar="GROUP", help="split this group's words by their full tag (e.g. VB: VBD, VBZ, ...)")
+    split.add_argument("--pair", nargs=2, metavar=("FIRST", "SECOND"),
+                       help="adjacent words of two groups (e.g. IN DT): how often both, one or neither are on their gold side")
     args = p.parse_args(argv)
     chosen = args.before or args.after or args.by_tag
     try:
@@ -139,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         option = "--before" if args.before else "--after" if args.after else "--by-tag"
         p.error(f"{option} {chosen}: no word of that group in {args.treebank} (groups are a tag's first two letters, e.g. VB)")
     sides = [gold_sides(sorted(g.spans), len(g.words)) for g in golds]
+    if args.pair:
+        found = PairScore(*args.pair)
+        for grp, s in zip(groups, sides):
+            found.add(grp, s, s)
+        if not found.counts:
+            p.error(f"--pair {' '.join(args.pair)}: no two adjacent words of those groups with a gold side in {args.treebank}")
     several = len(args.model) > 1
     preds = {}  # read-out name -> one list of per-sentence sides per model
     gloms = []
@@ -152,14 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         states = glom.states([g.words for g in golds])
         baseline = {} if i else {"always right (right-branching)": None}
         for name, options in {**baseline, **glom.readouts()}.items():
-            score, model_preds = SideScore(), []
+            score, model_preds = PairScore(*args.pair) if args.pair else SideScore(), []
             for grp, g, s, gold in zip(groups, sides, states, golds):
                 model_preds.append([1] * len(g) if options is None else model_sides(glom.distances(gold.words, s, **options).tolist()))
                 score.add(grp, g, model_preds[-1])
             preds.setdefault(name, []).append(model_preds)
-            print(json.dumps({**({"model": model} if several else {}), "readout": name, "words": score.total["all"], **score.row(shown),
-                              **({f"n {k}": score.total[k] for k in shown if score.total[k]} if chosen else {})}))
-    for name, per_model in preds.items() if several else ():
+            scores = score.row() if args.pair else {"words": score.total["all"], **score.row(shown),
+                                                    **({f"n {k}": score.total[k] for k in shown if score.total[k]} if chosen else {})}
+            print(json.dumps({**({"model": model} if several else {}), "readout": name, **scores}))
+    for name, per_model in preds.items() if several and not args.pair else ():
         if len(per_model) == len(args.model):
             agreement = AgreementScore()
             for grp, g, *votes in zip(groups, sides, *per_model):

@@ -401,6 +401,12 @@ def test_attachment_study_sides_by_hand():
     score = study["SideScore"]()
     score.add(study["word_groups"](tags, before="VB"), [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
     assert score.row(["after NN"]) == {"all": 62.5, "after NN": 0.0}
+    # --pair IN DT: "on the" with "on" tied (off its side) and "the" right, then both right
+    pairs = study["PairScore"]("IN", "DT")
+    pairs.add(study["word_groups"](tags), [0, -1, 1, 1, 1, 0], [0, -1, -1, 0, 1, 0])
+    pairs.add(study["word_groups"](tags), [0, -1, 1, 1, 1, 0], [0, -1, 1, 1, 1, 0])
+    assert pairs.row() == {"pairs": 2, "both": 50.0, "first only": 0.0, "second only": 50.0, "neither": 0.0}
+    assert study["PairScore"]("DT", "IN").row() == {"pairs": 0}
     # three models: "cat" all agree and right, "sat" all agree and wrong, "on" one tie, "the" split
     agreement = study["AgreementScore"]()
     agreement.add(study["word_groups"](tags), [0, -1, 1, 1, 1, 0],
@@ -455,6 +461,14 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
             if s[i]:
                 ties += link[i - 1] == link[i]
                 hits += link[i - 1] != link[i] and (1 if link[i] > link[i - 1] else -1) == s[i]
+    # --pair IN DT: the same read-outs, one row each; always right is right for both words exactly when both go right
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "8", "--pair", "IN", "DT"]) == 0
+    paired = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    pair_sides = [(s[i], s[i + 1]) for g, s in zip(golds, sides) for i, ((_, a), (_, b)) in enumerate(zip(g.tree.pos(), g.tree.pos()[1:]))
+                  if a.startswith("IN") and b.startswith("DT") and s[i] and s[i + 1]]
+    assert [r["readout"] for r in paired] == [r["readout"] for r in rows] and {r["pairs"] for r in paired} == {len(pair_sides)} and pair_sides
+    assert paired[0]["both"] == round(100 * pair_sides.count((1, 1)) / len(pair_sides), 1)
+    assert all(abs(sum(r[k] for k in ("both", "first only", "second only", "neither")) - 100) < 0.3 for r in paired)
     level1 = agreed["links, level 1"]
     assert level1["all agree"]["all"] == round(100 * (len(decided) - ties) / len(decided), 1)
     assert level1["side accuracy when all agree"]["all"] == round(100 * hits / (len(decided) - ties), 1)
@@ -465,6 +479,7 @@ def test_attachment_study_scores_every_readout_against_the_gold_sides(constituen
     (["--after", "XX"], "--after XX: no word of that group"),
     (["--by-tag", "XX"], "--by-tag XX: no word of that group"),
     (["--after", "VB", "--before", "VB"], "not allowed with argument"),
+    (["--pair", "XX", "DT"], "--pair XX DT: no two adjacent words of those groups"),
     (["--treebank", "nltk:nope"], "--treebank nltk:nope:"),
     (["--max-sentences", "0"], "--max-sentences"),
 ])
