@@ -5,6 +5,9 @@ final model) is scored like `glomtext eval` does, next to the same architecture 
 (the untrained control) and the fixed baselines. Use the development half only:
 
     python eval/learning_curve.py --run runs/x --treebank 'nltk:treebank/wsj_00??.mrg' --max-sentences 500
+
+A run with neighbour links is scored as the GPU recipe is (scripts/constituent_gpu.sh) with
+`--tree-readout links --link-mean arithmetic --link-choice open`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from glomtext.evaluation.constituency import prepare_golds
 from glomtext.evaluation.pipeline import evaluate_constituency
 from glomtext.evaluation.cli import positive_int
 from glomtext.evaluation.readers import ReadError, read_ptb
+from glomtext.commands.islands import add_link_rule_arguments
 from glomtext.evaluation.systems import GlomText
 from glomtext.islands import READOUTS
 from glomtext.pretrain import checkpoint_dirs
@@ -30,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-sentences", type=positive_int, default=500)
     p.add_argument("--tree-levels", type=int, nargs="+", metavar="L", help="as in glomtext eval (default: all levels)")
     p.add_argument("--tree-readout", choices=READOUTS, default="cosine", help="as in glomtext eval (default: cosine)")
+    add_link_rule_arguments(p)
     p.add_argument("--output", help="write the rows to this JSON file too")
     args = p.parse_args(argv)
     run = Path(args.run)
@@ -55,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| step | model | sentence F1 | corpus F1 | untrained control | right-branching | random |\n|---|---|---|---|---|---|---|")
     for step, path in models:
         try:
-            glom = GlomText(str(path), tree_levels=args.tree_levels, tree_readout=args.tree_readout)
+            glom = GlomText(str(path), tree_levels=args.tree_levels, tree_readout=args.tree_readout,
+                            link_mean=args.link_mean, link_choice=args.link_choice)
         except ValueError as e:
             p.error(str(e))
         result, _ = evaluate_constituency(golds, glom=glom, progress=False)

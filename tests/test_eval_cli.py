@@ -520,6 +520,38 @@ def test_studies_settle_with_the_link_rule_as_if_trained_with_it(constituent_dir
     assert exit_info.value.code == 2 and "link_choice: the model" in err and "has no neighbour links" in err
 
 
+def test_learning_curve_settles_every_checkpoint_with_the_link_rule(constituent_dir, model_dir, tmp_path, capsys):
+    """learning_curve --link-mean/--link-choice scores a checkpoint exactly as the final model whose config names that
+    rule (same weights); a model without neighbour links is refused with its path named."""
+    import runpy
+    from pathlib import Path
+
+    from glomtext.pretrain import MANIFEST
+
+    run = tmp_path / "run"
+    shutil.copytree(constituent_dir, run / "checkpoints" / "step_5")
+    (run / "checkpoints" / "step_5" / MANIFEST).write_text("{}")
+    for f in constituent_dir.iterdir():
+        shutil.copy(f, run / f.name)
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "link_mean": "arithmetic", "link_choice": "open"}))
+    (run / "train_summary.json").write_text(json.dumps({"steps": 10}))
+    curve = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "learning_curve.py"))
+    base = ["--run", str(run), "--treebank", "nltk:treebank", "--max-sentences", "6", "--tree-readout", "links"]
+    for rule, same in (([], False), (["--link-mean", "arithmetic", "--link-choice", "open"], True)):
+        assert curve["main"]([*base, *rule, "--output", str(tmp_path / "rows.json")]) == 0
+        rows = json.loads((tmp_path / "rows.json").read_text())
+        assert [r["step"] for r in rows] == [5, 10]
+        assert (rows[0]["glomtext"] == rows[1]["glomtext"]) is same
+    assert "| 10 | run |" in capsys.readouterr().out
+    for f in model_dir.iterdir():  # the final model has no consensus prior: no links to settle
+        shutil.copy(f, run / f.name)
+    with pytest.raises(SystemExit):
+        curve["main"]([*base[:-2], "--link-choice", "open"])
+    err = capsys.readouterr().err
+    assert f"link_choice: the model {run} has no neighbour links" in err
+
+
 def test_seed_summary_mean_and_sd_by_hand(tmp_path, capsys):
     import runpy
     from pathlib import Path
