@@ -552,6 +552,43 @@ def test_learning_curve_settles_every_checkpoint_with_the_link_rule(constituent_
     assert f"link_choice: the model {run} has no neighbour links" in err
 
 
+def test_impact_study_by_hand(constituent_dir, capsys):
+    """Perturbed masking: impacts and the top-down split by hand, the pieces masked, and a row rebuilt from the states."""
+    import runpy
+    from pathlib import Path
+
+    from glomtext.evaluation.systems import GlomText
+    from glomtext.trees import tree_from_distances
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / "impact_study.py"))
+    states = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])  # (W=2, L=1, D=2)
+    masked = torch.tensor([[[[0.0, 0.0]], [[0.6, 0.8]]],  # word 0 masked: word 1 turns by cos 0.8
+                           [[[1.0, 0.0]], [[0.0, 0.0]]]])  # word 1 masked: word 0 stays
+    assert study["impact"](states, masked)[..., 0].flatten().tolist() == pytest.approx([0.0, 0.2, 0.0, 0.0])
+    F = torch.tensor([[0, 9, 1, 1], [9, 0, 1, 1], [1, 1, 0, 5], [1, 1, 5, 0]], dtype=torch.float)
+    assert str(study["mart_tree"](list("abcd"), F)) == "(X (X a b) (X c d))"  # within 9 and 5, across 1 and 1: 12, the best split
+    assert str(study["mart_tree"](list("abcd"), torch.zeros(4, 4))) == "(X (X a b) (X c d))"  # ties: the middle
+    glom = GlomText(str(constituent_dir))
+    pieces = glom.tokenizer.tokenize("catnap")
+    assert study["masked_word"](glom, "catnap") == "[MASK]" * len(pieces) and len(pieces) > 1
+    assert study["main"](["--model", str(constituent_dir), "--treebank", "nltk:treebank", "--max-sentences", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["tree"], r["levels"]) for r in rows] == [(f"impact {t}", lv) for t in ("adjacent", "average-linkage", "top-down")
+                                                        for lv in ("all levels", "level 0", "level 1")]
+    golds = prepare_golds(*read_ptb("nltk:treebank", 4))
+    direct = ConstituencyScorer()
+    for g in golds:
+        w = list(g.words)
+        rows_by_hand = []
+        for i in range(len(w)):
+            moved = glom.states([w[:i] + [study["masked_word"](glom, w[i])] + w[i + 1:]])[0]
+            cos = (moved * glom.states([w])[0]).sum(-1).mean(-1)  # (W,): mean over levels of each word's cosine
+            rows_by_hand.append([0.0 if j == i else 1 - float(c) for j, c in enumerate(cos)])
+        Fh = torch.tensor(rows_by_hand)
+        direct.add(g, tree_from_distances(w, (-(Fh.diagonal(1) + Fh.diagonal(-1)) / 2).tolist()))
+    assert rows[0]["sentence_f1"] == round(direct.result()["sentence_f1"], 1)
+
+
 def test_seed_summary_mean_and_sd_by_hand(tmp_path, capsys):
     import runpy
     from pathlib import Path
