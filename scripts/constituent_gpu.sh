@@ -9,6 +9,7 @@
 # On 2 CPU cores at the GPU's batch (README, "The CPU recipe"): ARMS=W SEEDS="1 2" BATCH=256 STEPS=436 MIN=1000 OMP_NUM_THREADS=1
 #   OVERRIDES=checkpoint_iterations=true (two runs side by side in 7-8 GB, ~110 min, bf16 on the CPU's matrix units).
 #   At that scale TRAIN_ARGS="--learning_rate 2e-3" lowers the loss, not the trees beyond the seeds' spread (README, "The CPU recipe").
+#   The GPU's full token budget there: STEPS=872 OMP_NUM_THREADS=2 (75 min on a CPU with avx512_bf16; 9 GB; README, "The CPU recipe").
 # Three stages, each skipped when its output exists, so that they can run on different machines (the README's figures
 # did: 1 and 3 on 2 CPU cores, 2 on one H200 with the corpus and tokenizer carried over):
 #   1. OUT/corpus.txt and OUT/tokenizer (scripts/export_corpus.py; needs the NLTK data of GLOMTEXT_DATA)
