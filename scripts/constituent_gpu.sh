@@ -9,7 +9,8 @@
 # On 2 CPU cores at the GPU's batch (README, "The CPU recipe"): ARMS=W SEEDS="1 2" BATCH=256 STEPS=436 MIN=1000 OMP_NUM_THREADS=1
 #   OVERRIDES=checkpoint_iterations=true (two runs side by side in 7-8 GB, ~110 min, bf16 on the CPU's matrix units).
 #   At that scale TRAIN_ARGS="--learning_rate 2e-3" lowers the loss, not the trees beyond the seeds' spread (README, "The CPU recipe").
-#   The GPU's full token budget there: STEPS=872 OMP_NUM_THREADS=2 (75 min on a CPU with avx512_bf16; 9 GB; README, "The CPU recipe").
+#   The GPU's full token budget there: STEPS=872 OMP_NUM_THREADS=2 (75 min on a CPU with avx512_bf16; 9 GB; README, "The CPU recipe");
+#   then RESUME=1 STEPS=2200 continues it to 2.5 times that budget.
 # Three stages, each skipped when its output exists, so that they can run on different machines (the README's figures
 # did: 1 and 3 on 2 CPU cores, 2 on one H200 with the corpus and tokenizer carried over):
 #   1. OUT/corpus.txt and OUT/tokenizer (scripts/export_corpus.py; needs the NLTK data of GLOMTEXT_DATA)
@@ -17,7 +18,8 @@
 #   3. the scores, OUT/eval_{half}_[...]{run} (named below), and their mean +- sd per arm (CPU is fine)
 # STAGES="1 2 3" (default) picks the stages to run, e.g. STAGES=2 on the GPU machine and STAGES=3 back on a CPU.
 # Variants for stage 2: STEPS=N also stops each run after N steps; OVERRIDES=k=v,... more config overrides (e.g.
-# attention_reach=full); TRAIN_ARGS="..." more pretraining flags (e.g. --mlm_probability 0.3).
+# attention_reach=full); TRAIN_ARGS="..." more pretraining flags (e.g. --mlm_probability 0.3). RESUME=1 continues each
+# run from its latest checkpoint up to STEPS, its log appended (the learning rate is constant, so this is the longer run).
 # TREE_READOUT=links (default; or links_top_down, links_average, cosine) and RIGHT_SKEW=B (a labelled branching prior, separate rows) for stage 3;
 # SETTLE="arithmetic open" (default: the read-out chosen on the dev half) settles the models with that link_mean and
 # link_choice at inference (glomtext eval --link-mean --link-choice); SETTLE=none settles them as they were trained.
@@ -40,6 +42,7 @@ SETTLE="${SETTLE:-arithmetic open}"
 STEPS="${STEPS:-100000}"
 OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
 TRAIN_ARGS="${TRAIN_ARGS:-}"
+RESUME="${RESUME:-}"
 for arm in $ARMS; do
   case "$arm" in W|S) ;; *) echo "ARMS: unknown arm '$arm' (W: whole-word masking, S: span masking)" >&2; exit 2 ;; esac
 done
@@ -58,14 +61,16 @@ if stage 2; then
   declare -A pids=()
   for arm in $ARMS; do
     for seed in $SEEDS; do
-      [ -f "$OUT/$arm$seed/model.safetensors" ] && continue
+      [ -z "$RESUME" ] && [ -f "$OUT/$arm$seed/model.safetensors" ] && continue
+      [ -n "$RESUME" ] || : > "$OUT/$arm$seed.log"
       python -m glomtext.pretrain --output_dir "$OUT/$arm$seed" --train_file "$OUT/corpus.txt" --tokenizer_name "$OUT/tokenizer" \
         --preset small --config_overrides "consensus_prior=constituent_learned,island_loss_weight=0$OVERRIDES" \
         $([ "$arm" = S ] && echo --span_mask || echo --whole_word_mask) --per_device_train_batch_size "$BATCH" \
         --max_seq_length 64 --learning_rate 1e-3 --lr_scheduler_type constant_with_warmup --num_warmup_steps 200 \
         --max_train_steps "$STEPS" --max_train_minutes "$MIN" --mixed_precision "$PRECISION" --logging_steps 50 \
         --validation_sentences 2000 --preprocessing_num_workers 2 --report_to none --seed "$seed" \
-        --overwrite_output_dir $TRAIN_ARGS > "$OUT/$arm$seed.log" 2>&1 &
+        $([ -n "$RESUME" ] && echo --resume_from_checkpoint latest || echo --overwrite_output_dir) $TRAIN_ARGS \
+        >> "$OUT/$arm$seed.log" 2>&1 &
       pids[$arm$seed]=$!
     done
   done
@@ -76,7 +81,8 @@ if stage 2; then
   [ "$failed" = 0 ] || exit 1
 fi
 stage 3 || exit 0
-# each read-out scores into its own folders: eval_{half}_[{readout}_][rs{B}_][{mean}_{choice}_]{run}
+# each read-out scores into its own folders: eval_{half}_[{readout}_][rs{B}_][{mean}_{choice}_]{run}, scored again
+# when older than the model (a resumed run)
 read -r LINK_MEAN LINK_CHOICE <<< "$SETTLE" || true
 [ -z "$SETTLE" ] || [ -n "$LINK_CHOICE" ] || { echo "SETTLE: expected 'MEAN CHOICE', e.g. 'arithmetic open', got '$SETTLE'" >&2; exit 2; }
 TAG="$([ "$TREE_READOUT" = links ] || echo "${TREE_READOUT}_")${RIGHT_SKEW:+rs${RIGHT_SKEW}_}${SETTLE:+${LINK_MEAN}_${LINK_CHOICE}_}"
@@ -86,10 +92,10 @@ for arm in $ARMS; do
   for seed in $SEEDS; do
     run="$arm$seed"
     case " $HALVES " in *" dev "*)  # the units (UD EWT dev) are scored with the dev half
-      [ -f "$OUT/eval_dev_$TAG$run/results.json" ] || glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/$run" \
+      [ "$OUT/eval_dev_$TAG$run/results.json" -nt "$OUT/$run/model.safetensors" ] || glomtext eval --treebank 'nltk:treebank/wsj_00??.mrg' --model "$OUT/$run" \
         "${EVAL_ARGS[@]}" --units ud_prt="$GLOMTEXT_DATA/ud_ewt/en_ewt-ud-dev.conllu" --output "$OUT/eval_dev_$TAG$run" > /dev/null ;; esac
     case " $HALVES " in *" test "*)
-      [ -f "$OUT/eval_test_$TAG$run/results.json" ] || glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/$run" \
+      [ "$OUT/eval_test_$TAG$run/results.json" -nt "$OUT/$run/model.safetensors" ] || glomtext eval --treebank 'nltk:treebank/wsj_01??.mrg' --model "$OUT/$run" \
         "${EVAL_ARGS[@]}" --output "$OUT/eval_test_$TAG$run" > /dev/null ;; esac
   done
   python eval/seed_summary.py --out "$OUT" --halves $HALVES --runs $(for seed in $SEEDS; do echo "$TAG$arm$seed"; done)
