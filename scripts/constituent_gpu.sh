@@ -10,7 +10,7 @@
 #   OVERRIDES=checkpoint_iterations=true (two runs side by side in 7-8 GB, ~110 min, bf16 on the CPU's matrix units).
 #   At that scale TRAIN_ARGS="--learning_rate 2e-3" lowers the loss, not the trees beyond the seeds' spread (README, "The CPU recipe").
 #   The GPU's full token budget there: STEPS=872 OMP_NUM_THREADS=2 (75 min on a CPU with avx512_bf16; 9 GB; README, "The CPU recipe");
-#   then RESUME=1 STEPS=2200 continues it to 2.5 times that budget.
+#   then RESUME=1 STEPS=2600 continues it to 3 times that budget (README, "The CPU recipe").
 # Three stages, each skipped when its output exists, so that they can run on different machines (the README's figures
 # did: 1 and 3 on 2 CPU cores, 2 on one H200 with the corpus and tokenizer carried over):
 #   1. OUT/corpus.txt and OUT/tokenizer (scripts/export_corpus.py; needs the NLTK data of GLOMTEXT_DATA)
