@@ -43,6 +43,7 @@ STEPS="${STEPS:-100000}"
 OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
 TRAIN_ARGS="${TRAIN_ARGS:-}"
 RESUME="${RESUME:-}"
+case "$RESUME" in 1) ;; ""|0) RESUME="" ;; *) echo "RESUME: expected 1 (continue each run) or 0, got '$RESUME'" >&2; exit 2 ;; esac
 for arm in $ARMS; do
   case "$arm" in W|S) ;; *) echo "ARMS: unknown arm '$arm' (W: whole-word masking, S: span masking)" >&2; exit 2 ;; esac
 done
