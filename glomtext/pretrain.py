@@ -129,6 +129,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also stop (and save) after this much training time; pair with a constant schedule")
     t.add_argument("--gradient_accumulation_steps", type=int, default=1)
     t.add_argument("--lr_scheduler_type", default="linear")
+    t.add_argument("--lr_scheduler_kwargs", default="{}", help="JSON of the schedule's own arguments (transformers' "
+                   "get_scheduler), e.g. a cool-down: --lr_scheduler_type warmup_stable_decay --lr_scheduler_kwargs "
+                   "'{\"num_decay_steps\": 400, \"decay_type\": \"linear\"}'")
     t.add_argument("--num_warmup_steps", type=int, default=None, help="default: 5%% of the steps")
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default=None, help="default: accelerate config / no")
@@ -159,6 +162,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--tokenizer_type applies to a tokenizer trained from scratch, not to --tokenizer_name or --backbone")
     if args.vocab_size <= len(SPECIAL_TOKENS):
         p.error(f"--vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens)")
+    try:
+        args.lr_scheduler_kwargs = json.loads(args.lr_scheduler_kwargs)
+    except json.JSONDecodeError as e:
+        p.error(f"--lr_scheduler_kwargs: not JSON ({e}): {args.lr_scheduler_kwargs}")
+    if not isinstance(args.lr_scheduler_kwargs, dict):
+        p.error(f"--lr_scheduler_kwargs: expected a JSON object of keyword arguments, got {args.lr_scheduler_kwargs!r}")
     if args.checkpointing_steps not in (None, "epoch") and not str(args.checkpointing_steps).isdigit():
         p.error("--checkpointing_steps must be a number of steps or 'epoch'")
     return args
@@ -358,14 +367,26 @@ class SeededMasking:
         return self.collator(features)
 
 
-def build_tokenizer(args, sentences, accelerator: Accelerator, output_dir: Path):
+def build_tokenizer(args, sentences, accelerator: Accelerator, output_dir: Path, resume_dir: Path | None):
+    """The given tokenizer, or the run's own (``output_dir/tokenizer``: trained on first use, or when resuming
+    without it, taken from the checkpoint). A resumed run must use the tokenizer its checkpoint was trained with."""
     if args.backbone or args.tokenizer_name:
-        return AutoTokenizer.from_pretrained(resolve_backbone(args.backbone) if args.backbone else args.tokenizer_name)
-    tok_dir = output_dir / "tokenizer"
-    with accelerator.main_process_first():
-        if accelerator.is_main_process and not (tok_dir / "tokenizer.json").is_file():
-            train_tokenizer(sentences, vocab_size=args.vocab_size, output_dir=str(tok_dir), tokenizer_type=args.tokenizer_type)
-    return AutoTokenizer.from_pretrained(str(tok_dir))
+        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(args.backbone) if args.backbone else args.tokenizer_name)
+    else:
+        tok_dir = output_dir / "tokenizer"
+        with accelerator.main_process_first():
+            if accelerator.is_main_process and not (tok_dir / "tokenizer.json").is_file():
+                if resume_dir is not None and (resume_dir / "tokenizer.json").is_file():
+                    AutoTokenizer.from_pretrained(str(resume_dir)).save_pretrained(str(tok_dir))
+                else:
+                    train_tokenizer(sentences, vocab_size=args.vocab_size, output_dir=str(tok_dir), tokenizer_type=args.tokenizer_type)
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    if resume_dir is not None and (resume_dir / "tokenizer.json").is_file():
+        if tokenizer.get_vocab() != AutoTokenizer.from_pretrained(str(resume_dir)).get_vocab():
+            raise SystemExit(f"--resume_from_checkpoint: {resume_dir} was trained with another vocabulary than this "
+                             f"run's tokenizer ({tokenizer.name_or_path}); resume with the checkpoint's own "
+                             f"(--tokenizer_name {resume_dir})")
+    return tokenizer
 
 
 def build_model(args, tokenizer) -> GlomTextForMaskedLM:
@@ -531,6 +552,8 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
                        "/proc/cpuinfo): every step converts in software and runs slower than float32; "
                        "use --mixed_precision no on this machine", main_process_only=True)
 
+    resume_dir = find_resume_dir(output_dir, args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+
     # data ---------------------------------------------------------------------------------
     try:
         dataset, stats = load_sentences(
@@ -545,7 +568,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
         raise SystemExit(f"glomtext.pretrain: only {len(dataset)} usable sentence(s) in the training text; need at least 2")
     n_val = min(args.validation_sentences, max(1, len(dataset) // 10))
     split = dataset.train_test_split(test_size=n_val, seed=args.seed, shuffle=True)
-    tokenizer = build_tokenizer(args, split["train"]["text"], accelerator, output_dir)
+    tokenizer = build_tokenizer(args, split["train"]["text"], accelerator, output_dir, resume_dir)
     with accelerator.main_process_first():
         train_ds = tokenize_for_mlm(split["train"], tokenizer, args.max_seq_length, args.long_sentences,
                                     num_proc=args.preprocessing_num_workers, stats=stats)
@@ -580,8 +603,13 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
     max_steps = args.max_train_steps or args.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(max_steps / steps_per_epoch)
     warmup = args.num_warmup_steps if args.num_warmup_steps is not None else int(0.05 * max_steps)
-    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup * accelerator.num_processes,
-                              num_training_steps=max_steps * accelerator.num_processes)
+    try:
+        scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup * accelerator.num_processes,
+                                  num_training_steps=max_steps * accelerator.num_processes,
+                                  scheduler_specific_kwargs=args.lr_scheduler_kwargs)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"--lr_scheduler_type {args.lr_scheduler_type} --lr_scheduler_kwargs "
+                         f"'{json.dumps(args.lr_scheduler_kwargs)}': {e}") from None
     model, optimizer, train_dl, val_dl, scheduler = accelerator.prepare(model, optimizer, train_dl, val_dl, scheduler)
 
     resolved = {"args": vars(args), "model_config": accelerator.unwrap_model(model).config.to_dict(),
@@ -594,8 +622,7 @@ def train(args, accelerator: Accelerator, output_dir: Path) -> int:
     # resume --------------------------------------------------------------------------------
     step, epoch, skip_batches, resumed_from = 0, 0, 0, None
     done = {"tokens": 0, "seconds": 0.0, "skipped_steps": 0}  # the run's totals up to the checkpoint resumed from
-    if args.resume_from_checkpoint:
-        ckpt = find_resume_dir(output_dir, args.resume_from_checkpoint)
+    if (ckpt := resume_dir) is not None:
         state = json.loads((ckpt / STATE_FILE).read_text())
         try:
             accelerator.load_state(str(ckpt), load_kwargs={"weights_only": True})  # no arbitrary unpickling

@@ -10,7 +10,8 @@
 #   OVERRIDES=checkpoint_iterations=true (two runs side by side in 7-8 GB, ~110 min, bf16 on the CPU's matrix units).
 #   At that scale TRAIN_ARGS="--learning_rate 2e-3" lowers the loss, not the trees beyond the seeds' spread (README, "The CPU recipe").
 #   The GPU's full token budget there: STEPS=872 OMP_NUM_THREADS=2 (75 min on a CPU with avx512_bf16; 9 GB; README, "The CPU recipe");
-#   then RESUME=1 STEPS=2600 continues it to 3 times that budget (README, "The CPU recipe").
+#   then RESUME=1 STEPS=2600 continues it to 3 times that budget, where its trees level off (STEPS=3000, with or without
+#   COOLDOWN=400: README, "The CPU recipe").
 # Three stages, each skipped when its output exists, so that they can run on different machines (the README's figures
 # did: 1 and 3 on 2 CPU cores, 2 on one H200 with the corpus and tokenizer carried over):
 #   1. OUT/corpus.txt and OUT/tokenizer (scripts/export_corpus.py; needs the NLTK data of GLOMTEXT_DATA)
@@ -20,6 +21,8 @@
 # Variants for stage 2: STEPS=N also stops each run after N steps; OVERRIDES=k=v,... more config overrides (e.g.
 # attention_reach=full); TRAIN_ARGS="..." more pretraining flags (e.g. --mlm_probability 0.3). RESUME=1 continues each
 # run from its latest checkpoint up to STEPS, its log appended (the learning rate is constant, so this is the longer run).
+# COOLDOWN=N (with STEPS) lets the learning rate fall linearly to 0 over the last N steps (warmup_stable_decay); with
+# RESUME=1 it gives a constant run a cool-down to STEPS.
 # TREE_READOUT=links (default; or links_top_down, links_average, cosine) and RIGHT_SKEW=B (a labelled branching prior, separate rows) for stage 3;
 # SETTLE="arithmetic open" (default: the read-out chosen on the dev half) settles the models with that link_mean and
 # link_choice at inference (glomtext eval --link-mean --link-choice); SETTLE=none settles them as they were trained.
@@ -39,10 +42,17 @@ TREE_READOUT="${TREE_READOUT:-links}"
 RIGHT_SKEW="${RIGHT_SKEW:-}"
 SETTLE="${SETTLE:-arithmetic open}"
 [ "$SETTLE" != none ] || SETTLE=""
-STEPS="${STEPS:-100000}"
+STEPS="${STEPS:-}"
 OVERRIDES="${OVERRIDES:+,$OVERRIDES}"
 TRAIN_ARGS="${TRAIN_ARGS:-}"
 RESUME="${RESUME:-}"
+COOLDOWN="${COOLDOWN:-0}"
+case "$COOLDOWN" in *[!0-9]*|"") echo "COOLDOWN: expected a number of steps, got '$COOLDOWN'" >&2; exit 2 ;; esac
+if [ "$COOLDOWN" -gt 0 ] && [ "${STEPS:-0}" -lt $((200 + COOLDOWN)) ]; then
+  echo "COOLDOWN=$COOLDOWN: needs STEPS (the run's length) of at least the 200 warm-up steps + $COOLDOWN, got '$STEPS'" >&2; exit 2
+fi
+SCHEDULE="--lr_scheduler_type constant_with_warmup"
+[ "$COOLDOWN" -eq 0 ] || SCHEDULE="--lr_scheduler_type warmup_stable_decay --lr_scheduler_kwargs {\"num_decay_steps\":$COOLDOWN,\"decay_type\":\"linear\"}"
 case "$RESUME" in 1) ;; ""|0) RESUME="" ;; *) echo "RESUME: expected 1 (continue each run) or 0, got '$RESUME'" >&2; exit 2 ;; esac
 for arm in $ARMS; do
   case "$arm" in W|S) ;; *) echo "ARMS: unknown arm '$arm' (W: whole-word masking, S: span masking)" >&2; exit 2 ;; esac
@@ -67,8 +77,8 @@ if stage 2; then
       python -m glomtext.pretrain --output_dir "$OUT/$arm$seed" --train_file "$OUT/corpus.txt" --tokenizer_name "$OUT/tokenizer" \
         --preset small --config_overrides "consensus_prior=constituent_learned,island_loss_weight=0$OVERRIDES" \
         $([ "$arm" = S ] && echo --span_mask || echo --whole_word_mask) --per_device_train_batch_size "$BATCH" \
-        --max_seq_length 64 --learning_rate 1e-3 --lr_scheduler_type constant_with_warmup --num_warmup_steps 200 \
-        --max_train_steps "$STEPS" --max_train_minutes "$MIN" --mixed_precision "$PRECISION" --logging_steps 50 \
+        --max_seq_length 64 --learning_rate 1e-3 $SCHEDULE --num_warmup_steps 200 \
+        --max_train_steps "${STEPS:-100000}" --max_train_minutes "$MIN" --mixed_precision "$PRECISION" --logging_steps 50 \
         --validation_sentences 2000 --preprocessing_num_workers 2 --report_to none --seed "$seed" \
         $([ -n "$RESUME" ] && echo --resume_from_checkpoint latest || echo --overwrite_output_dir) $TRAIN_ARGS \
         >> "$OUT/$arm$seed.log" 2>&1 &

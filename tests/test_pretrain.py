@@ -108,6 +108,50 @@ def test_resume_reproduces_an_uninterrupted_run(full_run, tmp_path):
     assert 0 < at_step_3["tokens"] < first["tokens"] and second["seconds"] > at_step_3["seconds"]
 
 
+def lrs(run: Path) -> dict[int, float]:
+    return {r["step"]: r["train/lr"] for r in map(json.loads, (run / "train_log.jsonl").read_text().splitlines())}
+
+
+def test_resume_with_a_cool_down_changes_only_the_schedule(full_run, tmp_path):
+    """Resume the step-3 checkpoint with a warmup-stable-decay schedule whose 2 decay steps end the run:
+    the learning rate after steps 4, 5, 6 is 1e-3 (stable), 1e-3 * (1 - 1/2), 0. Step 4 still trains at the
+    checkpoint's rate, so the losses before the first changed update (steps 4 and 5) are the full run's.
+    No tokenizer folder is copied: the run takes the checkpoint's own instead of training another."""
+    cool = tmp_path / "cool"
+    (cool / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full_run / "checkpoints" / "step_3", cool / "checkpoints" / "step_3")
+    pretrain("--output_dir", str(cool), "--max_train_steps", "6", "--resume_from_checkpoint", "latest", *TINY,
+             "--lr_scheduler_type", "warmup_stable_decay", "--num_warmup_steps", "0",
+             "--lr_scheduler_kwargs", '{"num_decay_steps": 2, "decay_type": "linear"}')
+    assert lrs(cool) == pytest.approx({4: 1e-3, 5: 5e-4, 6: 0.0})
+    assert lrs(full_run)[5] == pytest.approx(1e-3 / 6)  # the default linear decay it replaced
+    full, again = losses(full_run), losses(cool)
+    assert [again[4], again[5]] == [full[4], full[5]] and again[6] != full[6]
+    assert AutoTokenizer.from_pretrained(cool / "tokenizer").get_vocab() == AutoTokenizer.from_pretrained(full_run).get_vocab()
+
+
+def test_resuming_with_another_vocabulary_is_refused(full_run, tmp_path):
+    from glomtext.data import train_tokenizer
+
+    other, run = tmp_path / "other_tokenizer", tmp_path / "run"
+    train_tokenizer(["an entirely different text", "with other words in it"], vocab_size=600, output_dir=str(other))
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copytree(full_run / "checkpoints" / "step_3", run / "checkpoints" / "step_3")
+    proc = pretrain("--output_dir", str(run), "--max_train_steps", "6", "--resume_from_checkpoint", "latest", *TINY,
+                    "--tokenizer_name", str(other), check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "step_3 was trained with another vocabulary" in proc.stderr and "--tokenizer_name" in proc.stderr
+
+
+def test_bad_scheduler_arguments_are_clear_errors(tmp_path):
+    proc = pretrain("--output_dir", str(tmp_path / "a"), *TINY, "--lr_scheduler_kwargs", "{num_decay_steps: 2}", check=False)
+    assert proc.returncode == 2 and "--lr_scheduler_kwargs: not JSON" in proc.stderr
+    proc = pretrain("--output_dir", str(tmp_path / "b"), "--max_train_steps", "2", *TINY, "--lr_scheduler_type", "cosine",
+                    "--lr_scheduler_kwargs", '{"num_decay_steps": 2}', check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--lr_scheduler_type cosine" in proc.stderr and "num_decay_steps" in proc.stderr
+
+
 @needs_cxx
 def test_compiled_run_follows_the_eager_run(full_run, tmp_path):
     """--torch_compile with the same tokenizer and seed: the same losses, up to float rounding."""
