@@ -29,11 +29,8 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
-from glomtext.commands.islands import add_link_rule_arguments
-from glomtext.evaluation.cli import positive_int
+from glomtext.evaluation.cli import add_study_arguments, load_study_model, read_study_treebank
 from glomtext.evaluation.constituency import prepare_golds
-from glomtext.evaluation.readers import ReadError, read_ptb
-from glomtext.evaluation.systems import GlomText
 
 GROUPS = ("DT", "IN", "TO", "MD", "CC", "PR", "JJ", "NN", "VB", "RB", "CD")
 
@@ -141,10 +138,7 @@ def word_groups(tags: Sequence[str], before: str | None = None, after: str | Non
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, nargs="+", help="one model, or several (seeds) for agreement rows too")
-    p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
-    p.add_argument("--max-sentences", type=positive_int, default=500)
-    p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
-    add_link_rule_arguments(p)
+    add_study_arguments(p)
     split = p.add_mutually_exclusive_group()
     split.add_argument("--before", metavar="GROUP", help="split this group's words by the group of the word before them (e.g. VB)")
     split.add_argument("--after", metavar="GROUP", help="split this group's words by the group of the word after them (e.g. VB)")
@@ -153,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="adjacent words of two groups (e.g. IN DT): how often both, one or neither are on their gold side")
     args = p.parse_args(argv)
     chosen = args.before or args.after or args.by_tag
-    try:
-        golds = prepare_golds(*read_ptb(args.treebank, max_sentences=args.max_sentences))
-    except (ReadError, ValueError, FileNotFoundError) as e:
-        p.error(f"--treebank {args.treebank}: {e}")
+    golds = prepare_golds(*read_study_treebank(p, args))
     groups = [word_groups([t for _, t in g.tree.pos()], args.before, args.after, args.by_tag) for g in golds]
     shown = GROUPS if chosen is None else sorted({x for gs in groups for x in gs if x}, key=lambda x: (x not in ("first", "last"), x))
     if not shown:
@@ -171,13 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--pair {' '.join(args.pair)}: no two adjacent words of those groups with a gold side in {args.treebank}")
     several = len(args.model) > 1
     preds = {}  # read-out name -> one list of per-sentence sides per model
-    gloms = []
-    for model in args.model:
-        try:
-            glom = GlomText(model, link_mean=args.link_mean, link_choice=args.link_choice)
-            gloms.append(glom.untrained(0) if args.untrained else glom)
-        except (ValueError, OSError) as e:
-            p.error(f"--model {model}: {e}")
+    gloms = [load_study_model(p, args, model) for model in args.model]
     for i, (model, glom) in enumerate(zip(args.model, gloms)):
         states = glom.states([g.words for g in golds])
         baseline = {} if i else {"always right (right-branching)": None}

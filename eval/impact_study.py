@@ -26,10 +26,8 @@ import json
 import torch
 from nltk import Tree
 
-from glomtext.commands.islands import add_link_rule_arguments
-from glomtext.evaluation.cli import positive_int
+from glomtext.evaluation.cli import add_study_arguments, load_study_model, read_study_treebank
 from glomtext.evaluation.constituency import ConstituencyScorer, prepare_golds
-from glomtext.evaluation.readers import ReadError, read_ptb
 from glomtext.evaluation.systems import GlomText, iter_states, model_words
 from glomtext.trees import merge_distances, tree_from_distances
 
@@ -73,20 +71,10 @@ TREES = {
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
-    p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
-    p.add_argument("--max-sentences", type=positive_int, default=500)
-    p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
-    add_link_rule_arguments(p)
+    add_study_arguments(p)
     args = p.parse_args(argv)
-    try:
-        golds = prepare_golds(*read_ptb(args.treebank, max_sentences=args.max_sentences))
-    except (ReadError, ValueError, FileNotFoundError) as e:
-        p.error(f"--treebank {args.treebank}: {e}")
-    try:
-        glom = GlomText(args.model, link_mean=args.link_mean, link_choice=args.link_choice)
-    except (ValueError, OSError) as e:
-        p.error(f"--model {args.model}: {e}")
-    glom = glom.untrained(0) if args.untrained else glom
+    golds = prepare_golds(*read_study_treebank(p, args))
+    glom = load_study_model(p, args, args.model)
     sentences = [list(g.words) for g in golds]
     variants = [w[:i] + [masked_word(glom, w[i])] + w[i + 1:] for w in sentences for i in range(len(w))]
     states = list(iter_states(glom, sentences, desc="as read"))

@@ -19,9 +19,7 @@ from pathlib import Path
 
 from glomtext.evaluation.constituency import prepare_golds
 from glomtext.evaluation.pipeline import evaluate_constituency
-from glomtext.evaluation.cli import positive_int
-from glomtext.evaluation.readers import ReadError, read_ptb
-from glomtext.commands.islands import add_link_rule_arguments
+from glomtext.evaluation.cli import add_study_arguments, read_study_treebank
 from glomtext.evaluation.systems import GlomText
 from glomtext.islands import READOUTS
 from glomtext.pretrain import checkpoint_dirs
@@ -30,13 +28,12 @@ from glomtext.pretrain import checkpoint_dirs
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a pretraining output folder (its checkpoints/ and final model)")
-    p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
-    p.add_argument("--max-sentences", type=positive_int, default=500)
+    add_study_arguments(p, untrained=False)  # every row has the untrained control beside it
     p.add_argument("--tree-levels", type=int, nargs="+", metavar="L", help="as in glomtext eval (default: all levels)")
     p.add_argument("--tree-readout", choices=READOUTS, default="cosine", help="as in glomtext eval (default: cosine)")
-    add_link_rule_arguments(p)
     p.add_argument("--output", help="write the rows to this JSON file too")
     args = p.parse_args(argv)
+    golds = prepare_golds(*read_study_treebank(p, args))
     run = Path(args.run)
     models = []
     for d in checkpoint_dirs(run):
@@ -51,11 +48,6 @@ def main(argv: list[str] | None = None) -> int:
             models.append((steps, run))
     if not models:
         p.error(f"--run {run}: no checkpoints and no final model found")
-    try:
-        trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
-    except (ReadError, ValueError, FileNotFoundError) as e:
-        p.error(f"--treebank {args.treebank}: {e}")
-    golds = prepare_golds(trees, log)
     rows = []
     print("| step | model | sentence F1 | corpus F1 | untrained control | right-branching | random |\n|---|---|---|---|---|---|---|")
     for step, path in models:

@@ -17,10 +17,8 @@ import random
 
 import torch
 
-from glomtext.commands.islands import add_link_rule_arguments
-from glomtext.evaluation.cli import positive_int
+from glomtext.evaluation.cli import add_study_arguments, load_study_model, read_study_treebank
 from glomtext.evaluation.constituency import prepare_golds
-from glomtext.evaluation.readers import ReadError, read_ptb
 from glomtext.evaluation.systems import GlomText
 from glomtext.islands import word_links
 
@@ -45,25 +43,15 @@ def mask_pull(glom: GlomText, sentences: list[list[str]], seed: int = 0) -> dict
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, nargs="+", help="one model with a constituent consensus_prior, or several")
-    p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
-    p.add_argument("--max-sentences", type=positive_int, default=300)
+    add_study_arguments(p, max_sentences=300)
     p.add_argument("--seed", type=int, default=0, help="draws the word masked in each sentence")
-    p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
-    add_link_rule_arguments(p)
     args = p.parse_args(argv)
-    try:
-        golds = prepare_golds(*read_ptb(args.treebank, max_sentences=args.max_sentences))
-    except (ReadError, ValueError, FileNotFoundError) as e:
-        p.error(f"--treebank {args.treebank}: {e}")
+    golds = prepare_golds(*read_study_treebank(p, args))
     sentences = [list(g.words) for g in golds if len(g.words) >= 3]
     if not sentences:
         p.error(f"--treebank {args.treebank}: no sentence of three or more words")
     for model in args.model:
-        try:
-            glom = GlomText(model, link_mean=args.link_mean, link_choice=args.link_choice, tree_readout="links")
-            glom = glom.untrained(0) if args.untrained else glom
-        except (ValueError, OSError) as e:
-            p.error(f"--model {model}: {e}")
+        glom = load_study_model(p, args, model, tree_readout="links")
         print(json.dumps({"model": model, "sentences": len(sentences), **mask_pull(glom, sentences, args.seed)}))
     return 0
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from glomtext.commands.islands import add_link_rule_arguments
+from glomtext.evaluation.cli import add_study_arguments, load_study_model, read_study_treebank
 from glomtext.evaluation.constituency import WORD_TAGS, ConstituencyScorer, prepare_gold
-from glomtext.evaluation.readers import read_ptb
-from glomtext.evaluation.systems import GlomText
 from glomtext.trees import right_skewed, tree_from_distances
 
 
@@ -46,26 +44,19 @@ def tree(gold, words: list[int], distances, right_skew: float):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True)
-    p.add_argument("--treebank", default="nltk:treebank/wsj_00??.mrg")
-    p.add_argument("--max-sentences", type=int, default=500)
     p.add_argument("--iterations", type=int, nargs="+", default=[None], help="settling iterations to try (default: the model's)")
     p.add_argument("--right-skew", type=float, nargs="+", default=[], metavar="B", help="right-skew biases to try on every read-out")
-    p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
-    add_link_rule_arguments(p)
+    add_study_arguments(p)
     p.add_argument("--with-punctuation", action="store_true", help="diagnostic: the model also reads the punctuation tokens")
     args = p.parse_args(argv)
     if any(not b > 0 for b in args.right_skew):
         p.error(f"--right-skew: biases must be positive, got {args.right_skew}")
-    trees, log = read_ptb(args.treebank, max_sentences=args.max_sentences)
+    trees, _ = read_study_treebank(p, args)
     golds = [(t, g) for t in trees if (g := prepare_gold(t)) is not None]
     inputs = [model_input(t, g, args.with_punctuation) for t, g in golds]
     rows = []
     for T in args.iterations:
-        try:
-            glom = GlomText(args.model, iterations=T, link_mean=args.link_mean, link_choice=args.link_choice)
-        except (ValueError, OSError) as e:
-            p.error(f"--model {args.model}: {e}")
-        glom = glom.untrained(0) if args.untrained else glom
+        glom = load_study_model(p, args, args.model, iterations=T)
         states = glom.states([list(words) for words, _ in inputs])
         for name, options in glom.readouts().items():
             distances = [glom.distances(words, s, **options) for (words, _), s in zip(inputs, states)]

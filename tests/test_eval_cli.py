@@ -497,6 +497,26 @@ def test_attachment_study_bad_arguments_are_one_clear_line(args, message, consti
     assert "--model" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("script", ["attachment_study", "impact_study", "mask_pull", "readout_study", "learning_curve"])
+def test_every_study_names_a_bad_treebank_or_model_in_one_line(script, constituent_dir, capsys):
+    """The study scripts share their arguments (glomtext.evaluation.cli.add_study_arguments): a treebank that cannot be
+    read, a count that is not positive and a model that cannot be loaded each end in one usage line naming the argument."""
+    import runpy
+    from pathlib import Path
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "eval" / f"{script}.py"))
+    model = ["--run" if script == "learning_curve" else "--model", str(constituent_dir)]
+    for args, message in [(["--treebank", "nltk:nope"], "--treebank nltk:nope:"), (["--max-sentences", "0"], "--max-sentences")]:
+        with pytest.raises(SystemExit) as exit_info:
+            study["main"]([*model, "--treebank", "nltk:treebank", "--max-sentences", "2", *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+    if script != "learning_curve":  # (its models are a run's checkpoints: see the learning-curve tests)
+        with pytest.raises(SystemExit) as exit_info:
+            study["main"](["--model", str(constituent_dir / "missing"), "--treebank", "nltk:treebank", "--max-sentences", "2"])
+        assert exit_info.value.code == 2 and f"--model {constituent_dir / 'missing'}" in capsys.readouterr().err
+
+
 def test_studies_settle_with_the_link_rule_as_if_trained_with_it(constituent_dir, model_dir, tmp_path, capsys):
     """readout_study --link-mean/--link-choice scores the model exactly as a copy whose config names that rule;
     attachment_study refuses them for a model without neighbour links."""

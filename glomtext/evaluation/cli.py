@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from glomtext.commands.islands import add_link_rule_arguments, thresholds
-from glomtext.evaluation.readers import ReadError
+from glomtext.evaluation.readers import ReadError, read_ptb
 from glomtext.evaluation.units import KINDS
 from glomtext.islands import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, READOUTS
 
@@ -28,6 +28,39 @@ def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+# -- the arguments and loading shared by the study scripts in eval/ -----------------------------
+DEV_HALF = "nltk:treebank/wsj_00??.mrg"  # issue 7's development half of the WSJ sample
+
+
+def add_study_arguments(p: argparse.ArgumentParser, max_sentences: int = 500, untrained: bool = True) -> None:
+    """--treebank (default: the development half), --max-sentences, --untrained and the link rule."""
+    p.add_argument("--treebank", default=DEV_HALF, help=f"PTB files: a path, a glob or nltk:... (default: {DEV_HALF})")
+    p.add_argument("--max-sentences", type=positive_int, default=max_sentences, help=f"the first N sentences (default: {max_sentences})")
+    if untrained:
+        p.add_argument("--untrained", action="store_true", help="score the untrained control (same config, fresh weights, seed 0) instead")
+    add_link_rule_arguments(p)
+
+
+def read_study_treebank(p: argparse.ArgumentParser, args: argparse.Namespace):
+    """(trees, read log) of --treebank, or the parser's one-line error naming it."""
+    try:
+        return read_ptb(args.treebank, max_sentences=args.max_sentences)
+    except (ReadError, ValueError, FileNotFoundError) as e:
+        p.error(f"--treebank {args.treebank}: {e}")
+
+
+def load_study_model(p: argparse.ArgumentParser, args: argparse.Namespace, model: str, **options):
+    """A GlomText system for `model`, settled with --link-mean / --link-choice (the untrained control with --untrained),
+    or the parser's one-line error naming the model."""
+    from glomtext.evaluation.systems import GlomText
+
+    try:
+        glom = GlomText(model, link_mean=args.link_mean, link_choice=args.link_choice, **options)
+        return glom.untrained(0) if getattr(args, "untrained", False) else glom
+    except (ValueError, OSError) as e:
+        p.error(f"--model {model}: {e}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +148,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict, list]:
 
     from glomtext.evaluation.constituency import prepare_golds
     from glomtext.evaluation.pipeline import evaluate_constituency, evaluate_units
-    from glomtext.evaluation.readers import read_ptb
     from glomtext.evaluation.units import read_units
 
     torch.manual_seed(args.seed)
